@@ -1,0 +1,72 @@
+"""Training-time augmentation on whole batches, and the 8 dihedral views for test-time averaging.
+
+Galaxies have no preferred orientation. Training images are cached with extra margin around
+the model's crop (``context_fraction``) so that one ``grid_sample`` per batch can rotate by any
+angle, flip, zoom slightly and take the model's crop without black corners.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import Preprocess
+
+SQRT2 = math.sqrt(2.0)
+
+
+def context_fraction(preprocess: Preprocess) -> float:
+    """Fraction of the frame cached for training: room for any rotation, capped at the frame."""
+    return min(1.0, preprocess.crop_fraction * SQRT2 * 1.1)
+
+
+def context_size(preprocess: Preprocess) -> int:
+    return math.ceil(preprocess.image_size * context_fraction(preprocess) / preprocess.crop_fraction)
+
+
+def augment_batch(batch: torch.Tensor, preprocess: Preprocess, mode: str,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """float (B,3,C,C) in [0,1] cached with context -> (B,3,S,S) augmented model crops.
+
+    ``mode``: 'none' (plain centre crop), 'seed' (hflip + rotation up to 20 deg, as the seed),
+    'full' (any rotation, both flips, zoom 0.9-1.1, shift up to 4%).
+    """
+    b = batch.shape[0]
+    size = preprocess.image_size
+    scale = preprocess.crop_fraction / context_fraction(preprocess)  # crop as part of the cache
+    ones = torch.ones(b)
+    if mode == "none":
+        angle, flip_x, flip_y, zoom, shift = torch.zeros(b), ones, ones, ones, torch.zeros(b, 2)
+    elif mode == "seed":
+        angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(20)
+        flip_x = torch.where(torch.rand(b, generator=generator) < 0.5, -ones, ones)
+        flip_y, zoom, shift = ones, ones, torch.zeros(b, 2)
+    elif mode == "full":
+        angle = torch.rand(b, generator=generator) * 2 * math.pi
+        flip_x = torch.where(torch.rand(b, generator=generator) < 0.5, -ones, ones)
+        flip_y = ones  # a rotation by 180 deg times a horizontal flip covers vertical flips
+        zoom = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * math.log(1.1))
+        shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * 0.04 * 2 * scale
+    else:
+        raise ValueError(f"augment mode must be none, seed or full, got {mode!r}")
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    s = scale / zoom
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = cos * s * flip_x
+    theta[:, 0, 1] = -sin * s * flip_y
+    theta[:, 1, 0] = sin * s * flip_x
+    theta[:, 1, 1] = cos * s * flip_y
+    theta[:, :, 2] = shift
+    theta = theta.to(batch.device, batch.dtype)
+    grid = F.affine_grid(theta, [b, 3, size, size], align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def dihedral_views(batch: torch.Tensor):
+    """The 8 flips/right-angle rotations of (B,3,S,S): exact, no resampling."""
+    for k in range(4):
+        rotated = torch.rot90(batch, k, dims=(2, 3))
+        yield rotated
+        yield torch.flip(rotated, dims=(3,))

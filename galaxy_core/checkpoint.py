@@ -1,0 +1,185 @@
+"""Checkpoints: plain dicts, written atomically, read with ``weights_only=True``.
+
+A checkpoint holds the weights, the model config, the preprocessing, the answer columns that
+had training targets, metrics, history, epochs, a data description, library versions and a
+date. The seed's formats (``{"model_state_dict": ...}`` or a bare state dict, as in
+``best_model.pth``) load too, as a plain-head model with the seed's preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import pickle
+import platform
+import re
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+
+import torch
+import torchvision
+
+from .config import ModelConfig, Preprocess
+from .model import GalaxyNet
+from .schema import ANSWER_COLUMNS, NUM_ANSWERS, check_columns
+
+log = logging.getLogger(__name__)
+
+FORMAT = "galaxy-zoo-resnet18/1"
+MAX_CHECKPOINT_BYTES = 500 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint, with a message that says what is wrong."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference plus what a user needs to know about it."""
+
+    net: GalaxyNet
+    preprocess: Preprocess
+    trained_columns: tuple[str, ...]
+    meta: dict
+    path: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def untrained_columns(self) -> tuple[str, ...]:
+        return tuple(c for c in ANSWER_COLUMNS if c not in self.trained_columns)
+
+
+def atomic_save(obj, path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def library_versions() -> dict:
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "python": platform.python_version()}
+
+
+def make_checkpoint(net: GalaxyNet, preprocess: Preprocess, trained_columns, *, epoch: int,
+                    metrics: dict, history: list, data: dict, train_config: dict,
+                    optimizer_state=None, scheduler_state=None, half: bool = False) -> dict:
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return {
+        "format": FORMAT,
+        "state_dict": state,
+        "model_config": dataclasses.asdict(net.config),
+        "preprocess": dataclasses.asdict(preprocess),
+        "trained_columns": list(trained_columns),
+        "answer_columns": list(ANSWER_COLUMNS),
+        "epoch": epoch,
+        "metrics": metrics,
+        "history": history,
+        "data": data,
+        "train_config": train_config,
+        "optimizer_state": optimizer_state,
+        "scheduler_state": scheduler_state,
+        "versions": library_versions(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def read_checkpoint(path) -> dict:
+    """Load the raw dict safely; raise ``CheckpointError`` naming the problem."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path}: {size / 1e6:.0f} MB is too large for a ResNet18 checkpoint")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if culprit:
+            raise CheckpointError(
+                f"{path}: refused to load: it holds a Python object ({culprit.group(1)}) beyond "
+                f"tensors and plain data, and such files are never unpickled for safety") from exc
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"({str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of weights, got {type(raw).__name__}")
+    return raw
+
+
+def _seed_format(raw: dict) -> dict | None:
+    """Return a state dict when ``raw`` is in the seed's format, else None."""
+    state = raw.get("model_state_dict", raw)
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        return state
+    return None
+
+
+def load_checkpoint(path, device: torch.device | str = "cpu") -> LoadedModel:
+    raw = read_checkpoint(path)
+    if raw.get("format") == FORMAT:
+        try:
+            config = ModelConfig(**{**raw["model_config"], "pretrained": False})
+            preprocess = Preprocess(**raw["preprocess"])
+            trained = tuple(check_columns(raw["trained_columns"]))
+            state = raw["state_dict"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: damaged checkpoint metadata ({exc})") from exc
+        if list(raw.get("answer_columns", [])) != list(ANSWER_COLUMNS):
+            raise CheckpointError(f"{path}: made for a different answer schema "
+                                  f"({len(raw.get('answer_columns', []))} columns, expected "
+                                  f"{NUM_ANSWERS} Kaggle columns in order)")
+        meta = {k: v for k, v in raw.items()
+                if k not in ("state_dict", "optimizer_state", "scheduler_state")}
+    else:
+        state = _seed_format(raw)
+        if state is None:
+            raise CheckpointError(f"{path}: not a Galaxy Zoo checkpoint (format "
+                                  f"{raw.get('format', 'unknown')!r}, keys {sorted(raw)[:6]})")
+        state = {k if k.startswith("backbone.") else f"backbone.{k}": v for k, v in state.items()}
+        config, preprocess, trained = ModelConfig(), Preprocess(), tuple(ANSWER_COLUMNS)
+        meta = {"format": "seed", "note": "seed-format weights: no metadata, seed preprocessing "
+                "(224 px, no crop) assumed, all 37 answers assumed trained"}
+    net = GalaxyNet(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
+        raise CheckpointError(f"{path}: weights do not fit a ResNet18 with a 37-answer head "
+                              f"({first[:300]})") from exc
+    net.eval().to(device)
+    return LoadedModel(net=net, preprocess=preprocess, trained_columns=trained, meta=meta,
+                       path=os.path.abspath(path))
+
+
+def read_resume_state(path) -> dict:
+    """Everything ``fit`` needs to resume: the raw dict of one of our own checkpoints."""
+    raw = read_checkpoint(path)
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: only checkpoints written by this project can be resumed")
+    return raw

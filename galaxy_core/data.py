@@ -1,0 +1,216 @@
+"""Galaxy Zoo data in the Kaggle layout: a labels CSV and a folder of ``<GalaxyID>.jpg``.
+
+Targets are always 37 wide in Kaggle order; answers a CSV does not have (or leaves empty)
+are NaN, and every loss and metric masks NaN out instead of reading it as 0.
+
+``GalaxyZooDataset`` is the seed's dataset class (labelled: image, targets; unlabelled: image,
+galaxy_id). ``decode_images`` fills a uint8 cache once (in worker processes, optionally on
+disk for reuse) so training is bound by the model, not by JPEG decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .config import Preprocess
+from .images import ImageError, prepare, prepare_for_model, normalize
+from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+class DataError(ValueError):
+    """A labels file or image folder that cannot be used, with a message fit to show a user."""
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    galaxy_ids: np.ndarray  # (N,) int64
+    targets: np.ndarray  # (N, 37) float32, NaN where unknown
+    columns: tuple[str, ...]  # the answer columns the CSV provided, Kaggle order
+
+    def __len__(self):
+        return len(self.galaxy_ids)
+
+    def subset(self, index) -> "LabelTable":
+        return LabelTable(self.galaxy_ids[index], self.targets[index], self.columns)
+
+
+def read_labels(path) -> LabelTable:
+    """Read a Kaggle-style labels CSV holding any subset of the 37 answer columns."""
+    if not os.path.isfile(path):
+        raise DataError(f"labels file not found: {path}")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    if ID_COLUMN not in frame.columns:
+        raise DataError(f"{path}: no {ID_COLUMN} column; found {list(frame.columns)[:8]}")
+    answer_columns = [c for c in frame.columns if c != ID_COLUMN]
+    unknown = [c for c in answer_columns if c not in COLUMN_INDEX]
+    if unknown:
+        raise DataError(f"{path}: unknown column(s) {unknown[:5]}; allowed are {ID_COLUMN} and "
+                        f"Class1.1 ... Class11.6")
+    if not answer_columns:
+        raise DataError(f"{path}: no answer columns (Class1.1 ... Class11.6)")
+    ids = pd.to_numeric(frame[ID_COLUMN], errors="coerce")
+    if ids.isna().any() or (ids % 1 != 0).any():
+        bad = frame[ID_COLUMN][ids.isna() | (ids % 1 != 0)].iloc[0]
+        raise DataError(f"{path}: {ID_COLUMN} must be whole numbers, found {bad!r}")
+    if ids.duplicated().any():
+        raise DataError(f"{path}: duplicate {ID_COLUMN} {int(ids[ids.duplicated()].iloc[0])}")
+    values = frame[answer_columns].apply(pd.to_numeric, errors="coerce")
+    bad_cells = values.isna() & frame[answer_columns].notna()
+    if bad_cells.any().any():
+        column = bad_cells.any().idxmax()
+        raise DataError(f"{path}: column {column} holds a non-numeric value")
+    if ((values < -1e-6) | (values > 1 + 1e-6)).any().any():
+        raise DataError(f"{path}: answer values must lie in [0, 1]")
+    targets = np.full((len(frame), NUM_ANSWERS), np.nan, dtype=np.float32)
+    for column in answer_columns:
+        targets[:, COLUMN_INDEX[column]] = values[column].to_numpy(dtype=np.float32)
+    ordered = tuple(c for c in ANSWER_COLUMNS if c in answer_columns)
+    return LabelTable(ids.to_numpy(dtype=np.int64), targets, ordered)
+
+
+def image_path(images_dir, galaxy_id) -> str:
+    return os.path.join(images_dir, f"{galaxy_id}.jpg")
+
+
+def list_images(folder) -> list[str]:
+    """Image files in ``folder`` (not recursive), sorted by name."""
+    if not os.path.isdir(folder):
+        raise DataError(f"image folder not found: {folder}")
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+    return [os.path.join(folder, n) for n in names]
+
+
+def check_images_exist(images_dir, galaxy_ids) -> None:
+    if not os.path.isdir(images_dir):
+        raise DataError(f"image folder not found: {images_dir}")
+    missing = [g for g in galaxy_ids if not os.path.isfile(image_path(images_dir, g))]
+    if missing:
+        raise DataError(f"{len(missing)} labelled galaxies have no image in {images_dir}, "
+                        f"e.g. {image_path(images_dir, missing[0])}")
+
+
+def select_subset(table: LabelTable, size: int, mode: str, seed: int) -> LabelTable:
+    """First ``size`` rows, or a seeded random ``size``; size 0 keeps everything."""
+    if size <= 0 or size >= len(table):
+        return table
+    if mode == "first":
+        return table.subset(np.arange(size))
+    if mode == "random":
+        index = np.sort(np.random.default_rng(seed).choice(len(table), size, replace=False))
+        return table.subset(index)
+    raise ValueError(f"subset mode must be 'first' or 'random', got {mode!r}")
+
+
+def split_train_val(table: LabelTable, val_fraction: float, seed: int):
+    """Deterministic split by a seeded permutation of GalaxyIDs (independent of row order)."""
+    if val_fraction <= 0:
+        return table, table.subset(np.arange(0))
+    order = np.argsort(table.galaxy_ids, kind="stable")
+    shuffled = order[np.random.default_rng(seed).permutation(len(order))]
+    n_val = max(1, int(round(len(table) * val_fraction)))
+    if n_val >= len(table):
+        raise DataError(f"val_fraction {val_fraction} leaves no training galaxies "
+                        f"out of {len(table)}")
+    return table.subset(np.sort(shuffled[n_val:])), table.subset(np.sort(shuffled[:n_val]))
+
+
+class GalaxyZooDataset(Dataset):
+    """The seed's dataset: labelled -> (image, targets (37,) NaN=unknown); else (image, galaxy_id).
+
+    Images go through the eval transform of ``preprocess`` (float, normalised). ``paths`` lets
+    an unlabelled dataset read any list of files; their ``galaxy_id`` is the file name stem.
+    """
+
+    def __init__(self, images_dir=None, labels=None, preprocess: Preprocess = Preprocess(),
+                 paths=None, normalized: bool = True):
+        self.preprocess = preprocess
+        self.normalized = normalized
+        self.table = None
+        if labels is not None:
+            self.table = labels if isinstance(labels, LabelTable) else read_labels(labels)
+            check_images_exist(images_dir, self.table.galaxy_ids)
+            self.paths = [image_path(images_dir, g) for g in self.table.galaxy_ids]
+            self.ids = [str(g) for g in self.table.galaxy_ids]
+        else:
+            self.paths = list(paths) if paths is not None else list_images(images_dir)
+            self.ids = [os.path.splitext(os.path.basename(p))[0] for p in self.paths]
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        image = prepare_for_model(self.paths[index], self.preprocess)
+        if self.normalized:
+            image = normalize(image.unsqueeze(0), self.preprocess)[0]
+        if self.table is not None:
+            return image, torch.from_numpy(self.table.targets[index])
+        return image, self.ids[index]
+
+
+class _DecodeJob(Dataset):
+    def __init__(self, paths, size, crop_fraction):
+        self.paths, self.size, self.crop_fraction = paths, size, crop_fraction
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        try:
+            return prepare(self.paths[index], self.size, self.crop_fraction), index, ""
+        except ImageError as exc:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc)
+
+
+def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
+                  cache_dir: str = "", on_progress=None) -> torch.Tensor:
+    """Decode every image once into uint8 (N, 3, size, size), in ``workers`` processes.
+
+    With ``cache_dir`` the array is kept as a .npy file keyed by the paths and preprocessing,
+    and reused by later runs. An unreadable image raises ``DataError`` naming it.
+    """
+    paths = list(paths)
+    cache_file = None
+    if cache_dir:
+        key = hashlib.sha256(repr((paths, size, crop_fraction, 1)).encode()).hexdigest()[:16]
+        cache_file = os.path.join(cache_dir, f"decoded-{size}px-{key}.npy")
+        if os.path.isfile(cache_file):
+            log.info("using decoded-image cache %s", cache_file)
+            return torch.from_numpy(np.load(cache_file))
+    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    loader = DataLoader(_DecodeJob(paths, size, crop_fraction), batch_size=64,
+                        num_workers=workers, collate_fn=_collate_decoded)
+    done = 0
+    for images, index, errors in loader:
+        failed = [e for e in errors if e]
+        if failed:
+            raise DataError(failed[0])
+        out[index] = images
+        done += len(index)
+        if on_progress is not None:
+            on_progress(done, len(paths))
+    if cache_file:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{cache_file}.{os.getpid()}.tmp.npy"
+        np.save(tmp, out.numpy())
+        os.replace(tmp, cache_file)
+    return out
+
+
+def _collate_decoded(items):
+    images, index, errors = zip(*items)
+    return torch.stack(images), torch.tensor(index), list(errors)

@@ -1,0 +1,70 @@
+"""Evaluation of a model on a labelled set: Kaggle RMSE overall, per question, per answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import LoadedModel
+from .data import DataError, check_images_exist, image_path, read_labels
+from .metrics import rmse_report
+from .predict import predict_files
+from .schema import ANSWER_COLUMNS, QUESTIONS, answer_name
+from .training import baseline_report
+
+
+@dataclass
+class Evaluation:
+    report: dict  # rmse_report of the model
+    preds: np.ndarray  # (N, 37)
+    targets: np.ndarray  # (N, 37), NaN where unknown
+    galaxy_ids: np.ndarray
+
+
+def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
+             batch_size: int = 64, workers: int = 2, on_progress=None) -> Evaluation:
+    table = read_labels(labels_csv)
+    check_images_exist(images_dir, table.galaxy_ids)
+    result = predict_files(loaded, [image_path(images_dir, g) for g in table.galaxy_ids],
+                           batch_size=batch_size, tta=tta, workers=workers,
+                           on_progress=on_progress)
+    if result.errors:
+        raise DataError(f"{len(result.errors)} images could not be read, e.g. {result.errors[0][1]}")
+    preds = result.frame[list(ANSWER_COLUMNS)].to_numpy(dtype=np.float64)
+    report = rmse_report(preds, table.targets)
+    report["tta"] = tta
+    report["evaluated_columns"] = list(table.columns)
+    report["untrained_columns_with_targets"] = [c for c in table.columns
+                                                if c not in loaded.trained_columns]
+    return Evaluation(report, preds, table.targets, table.galaxy_ids)
+
+
+def report_table(report: dict, baseline: dict | None = None) -> str:
+    """A plain-text table: overall, per question, per answer (only where targets exist)."""
+    lines = [f"{'':38s} {'RMSE':>8s}" + (f" {'mean-baseline':>14s}" if baseline else "")]
+
+    def row(name, value, base):
+        text = f"{name:38s} {value:8.4f}"
+        if baseline and base is not None:
+            text += f" {base:14.4f}"
+        return text
+
+    lines.append(row("overall", report["rmse"], baseline and baseline["rmse"]))
+    for q in QUESTIONS:
+        key = f"Q{q.number}"
+        if report["per_question"][key] is None:
+            continue
+        lines.append(row(f"Q{q.number} {q.topic}", report["per_question"][key],
+                         baseline and baseline["per_question"][key]))
+        for column in q.columns:
+            lines.append(row(f"  {answer_name(column)}", report["per_answer"][column],
+                             baseline and baseline["per_answer"][column]))
+    return "\n".join(lines)
+
+
+def mean_baseline(evaluation: Evaluation, train_means: np.ndarray | None = None) -> dict:
+    """RMSE of a constant prediction (default: this set's own mean, an optimistic baseline)."""
+    if train_means is None:
+        return baseline_report(evaluation.targets, evaluation.targets)
+    return baseline_report(np.asarray(train_means)[None, :], evaluation.targets)

@@ -1,0 +1,150 @@
+"""Grad-CAM and Grad-CAM++: which pixels drive one answer's predicted probability.
+
+``CamHooks`` owns the forward/backward hooks on one layer: registered on enter, removed in
+``finally``, with ``model.training`` and parameter gradients restored, even when the forward
+or backward fails. Targets are answer columns resolved through the schema. The shared model
+is used under its lock, so concurrent predictions never see the hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from PIL import Image
+
+from .checkpoint import LoadedModel
+from .images import normalize, prepare_for_model
+from .schema import ANSWER_COLUMNS, COLUMN_INDEX
+
+METHODS = ("gradcam", "gradcam++")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
+LAYERS = ("layer4", "layer3", "layer2", "layer1")  # default: the last residual block
+
+
+class CamError(RuntimeError):
+    """Grad-CAM cannot run as asked (bad layer, no autograd, ...)."""
+
+
+@dataclass
+class CamResult:
+    heatmap: np.ndarray  # (S, S) float32 in [0, 1], at the model's input size
+    answer_column: str
+    probability: float  # the model's predicted value of that answer
+    method: str
+    layer: str
+    preds: np.ndarray  # (37,) all predicted probabilities of this image
+
+
+class CamHooks:
+    """Context manager capturing one layer's activations and gradients."""
+
+    def __init__(self, net: torch.nn.Module, layer_name: str):
+        modules = dict(net.backbone.named_modules())
+        if layer_name not in modules or layer_name == "":
+            raise CamError(f"unknown layer {layer_name!r}; choose one of {', '.join(LAYERS)}")
+        self.net, self.layer = net, modules[layer_name]
+        self.activations = self.gradients = None
+        self._handles = []
+
+    def __enter__(self):
+        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+            raise CamError("Grad-CAM needs autograd: call it outside torch.no_grad() and "
+                           "torch.inference_mode()")
+        self._was_training = self.net.training
+        self._handles = [self.layer.register_forward_hook(self._save_activation)]
+        self.net.eval()
+        return self
+
+    def _save_activation(self, module, inputs, output):
+        self.activations = output
+        output.register_hook(self._save_gradient)
+
+    def _save_gradient(self, grad):
+        self.gradients = grad
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.net.train(self._was_training)
+        for p in self.net.parameters():
+            p.grad = None
+        self.activations = self.gradients = None
+        return False  # never swallow exceptions
+
+
+def _cam_weights(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> torch.Tensor:
+    """(1,C,h,w) activations and gradients -> (1,C) channel weights."""
+    if method == "gradcam":
+        return gradients.mean(dim=(2, 3))
+    grads2 = gradients.pow(2)
+    grads3 = grads2 * gradients
+    sum_activations = activations.sum(dim=(2, 3), keepdim=True)
+    alpha = grads2 / (2 * grads2 + sum_activations * grads3 + 1e-7)
+    alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+    return (alpha * F.relu(gradients)).sum(dim=(2, 3))
+
+
+def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
+                method: str = "gradcam", layer: str = "layer4") -> CamResult:
+    """Heatmap for one preprocessed image, uint8 (3,S,S). Default target: the top answer."""
+    if method not in METHODS:
+        raise CamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if answer_column is not None and answer_column not in COLUMN_INDEX:
+        raise CamError(f"unknown answer {answer_column!r}; use a Kaggle column such as Class1.1")
+    x = normalize(image_uint8.unsqueeze(0).to(loaded.device), loaded.preprocess)
+    # the input needs a gradient so the graph reaches the layer even with a frozen backbone
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    with loaded.lock, CamHooks(loaded.net, layer) as hooks:
+        output = loaded.net(x)  # (1, 37)
+        preds = output.detach().clamp(0, 1)[0]
+        if answer_column is None:
+            trained = [COLUMN_INDEX[c] for c in loaded.trained_columns]
+            answer_column = ANSWER_COLUMNS[trained[int(torch.argmax(preds[trained]))]]
+        index = COLUMN_INDEX[answer_column]
+        output[0, index].backward()
+        activations, gradients = hooks.activations.detach(), hooks.gradients.detach()
+        weights = _cam_weights(activations, gradients, method)  # (1, C)
+        cam = F.relu((weights[:, :, None, None] * activations).sum(dim=1, keepdim=True))
+        size = loaded.preprocess.image_size
+        cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    peak = float(cam.max())
+    heatmap = (cam / peak if peak > 0 else torch.zeros_like(cam)).cpu().numpy().astype(np.float32)
+    return CamResult(heatmap=heatmap, answer_column=answer_column,
+                     probability=float(preds[index]), method=method, layer=layer,
+                     preds=preds.cpu().numpy())
+
+
+def explain_image(loaded: LoadedModel, source, answer_column=None, method="gradcam",
+                  layer="layer4", name=None) -> CamResult:
+    """Grad-CAM of an image file or bytes."""
+    return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),
+                       answer_column, method, layer)
+
+
+def _colorize(heatmap: np.ndarray, width: int, height: int, colormap: str) -> np.ndarray:
+    """[0,1] heatmap -> colour-mapped float (height, width, 3) in 0..255."""
+    image = Image.fromarray((heatmap * 255).astype(np.uint8))
+    resized = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR),
+                         dtype=np.float32) / 255.0
+    return colormaps[colormap](resized)[..., :3] * 255.0
+
+
+def heatmap_image(heatmap: np.ndarray, size: int, colormap: str = "jet") -> np.ndarray:
+    """The heatmap alone as an RGB uint8 (size, size, 3) picture."""
+    return _colorize(heatmap, size, size, colormap).astype(np.uint8)
+
+
+def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45,
+            colormap: str = "jet") -> np.ndarray:
+    """Blend a [0,1] heatmap (resized to the image) over an RGB uint8 image."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    height, width = image_rgb.shape[:2]
+    colored = _colorize(heatmap, width, height, colormap)
+    blended = (1 - opacity) * image_rgb.astype(np.float32) + opacity * colored
+    return blended.clip(0, 255).astype(np.uint8)

@@ -1,0 +1,61 @@
+"""Masked losses and RMSE, Kaggle style: one RMSE over all known galaxy x answer cells.
+
+Targets hold NaN where an answer is unknown; those cells count nowhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .schema import ANSWER_COLUMNS, QUESTIONS, question_slice
+
+
+def masked_mse(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the known cells of (B, 37) ``targets``."""
+    known = ~torch.isnan(targets)
+    diff = torch.where(known, preds - torch.nan_to_num(targets), torch.zeros_like(preds))
+    return diff.pow(2).sum() / known.sum().clamp(min=1)
+
+
+def _rmse(sq_sum: float, count: float):
+    return float(np.sqrt(sq_sum / count)) if count > 0 else None
+
+
+def rmse_report(preds: np.ndarray, targets: np.ndarray) -> dict:
+    """RMSE overall, per question and per answer over known cells; None where nothing is known."""
+    preds = np.asarray(preds, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    if preds.shape != targets.shape:
+        raise ValueError(f"preds {preds.shape} and targets {targets.shape} differ in shape")
+    known = ~np.isnan(targets)
+    sq = np.where(known, (preds - np.nan_to_num(targets)) ** 2, 0.0)
+    sq_by_answer, n_by_answer = sq.sum(axis=0), known.sum(axis=0)
+    per_answer = {c: _rmse(sq_by_answer[i], n_by_answer[i]) for i, c in enumerate(ANSWER_COLUMNS)}
+    per_question = {}
+    for q in QUESTIONS:
+        sl = question_slice(q)
+        per_question[f"Q{q.number}"] = _rmse(sq_by_answer[sl].sum(), n_by_answer[sl].sum())
+    return {
+        "rmse": _rmse(sq.sum(), known.sum()),
+        "per_question": per_question,
+        "per_answer": per_answer,
+        "galaxies": int(len(targets)),
+        "known_cells": int(known.sum()),
+    }
+
+
+class RunningRMSE:
+    """Accumulates squared error over batches (cheap enough to run every validation)."""
+
+    def __init__(self):
+        self.preds, self.targets = [], []
+
+    def update(self, preds: torch.Tensor, targets: torch.Tensor):
+        self.preds.append(preds.detach().float().cpu().numpy())
+        self.targets.append(targets.detach().float().cpu().numpy())
+
+    def report(self) -> dict:
+        if not self.preds:
+            return rmse_report(np.zeros((0, len(ANSWER_COLUMNS))), np.zeros((0, len(ANSWER_COLUMNS))))
+        return rmse_report(np.concatenate(self.preds), np.concatenate(self.targets))

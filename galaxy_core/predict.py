@@ -1,0 +1,134 @@
+"""Prediction: one image or a folder of images -> 37 probabilities (Kaggle submission format).
+
+Images are decoded in worker processes while the model runs (``inference_mode``,
+channels-last), optionally averaging the 8 flips/right-angle rotations (test-time
+augmentation). A file that cannot be read is reported and skipped, never fatal for a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import augment
+from .checkpoint import LoadedModel
+from .images import ImageError, normalize, prepare_for_model
+from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictionResult:
+    frame: pd.DataFrame  # GalaxyID + 37 answer columns, in input order
+    errors: list = field(default_factory=list)  # (name, message) of files that were skipped
+
+    def to_csv(self, path, blank_columns=()) -> str:
+        return write_submission_csv(self.frame, path, blank_columns)
+
+
+@torch.inference_mode()
+def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False) -> np.ndarray:
+    """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode."""
+    net.eval()
+    device = next(net.parameters()).device
+    batch = normalize(images_uint8.to(device), preprocess)
+    batch = batch.contiguous(memory_format=torch.channels_last)
+    if tta:
+        preds = torch.stack([net.predict(v) for v in augment.dihedral_views(batch)]).mean(0)
+    else:
+        preds = net.predict(batch)
+    return preds.float().cpu().numpy()
+
+
+def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False) -> np.ndarray:
+    """Like ``run_model`` on the shared model, under its lock (Grad-CAM hooks it temporarily)."""
+    with loaded.lock:
+        return run_model(loaded.net, loaded.preprocess, images_uint8, tta)
+
+
+def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None) -> np.ndarray:
+    """One image (path, bytes or file object) -> probabilities (37,). Raises ``ImageError``."""
+    image = prepare_for_model(source, loaded.preprocess, name)
+    return predict_tensor(loaded, image.unsqueeze(0), tta)[0]
+
+
+class _Files(Dataset):
+    def __init__(self, sources, names, preprocess):
+        self.sources, self.names, self.preprocess = sources, names, preprocess
+
+    def __len__(self):
+        return len(self.sources)
+
+    def __getitem__(self, index):
+        size = self.preprocess.image_size
+        try:
+            return prepare_for_model(self.sources[index], self.preprocess, self.names[index]), index, ""
+        except ImageError as exc:
+            return torch.zeros(3, size, size, dtype=torch.uint8), index, str(exc)
+
+
+def _collate(items):
+    images, index, errors = zip(*items)
+    return torch.stack(images), list(index), list(errors)
+
+
+def galaxy_id_of(name: str) -> str:
+    return os.path.splitext(os.path.basename(str(name)))[0]
+
+
+def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32,
+                  tta: bool = False, workers: int = 2, on_progress=None) -> PredictionResult:
+    """Predict many images (paths, or bytes with ``names``); GalaxyID = file name stem."""
+    sources = list(sources)
+    names = list(names) if names is not None else [str(s) for s in sources]
+    if len(names) != len(sources):
+        raise ValueError(f"{len(sources)} images but {len(names)} names")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    workers = workers if len(sources) > batch_size else 0  # not worth forking for one batch
+    loader = DataLoader(_Files(sources, names, loaded.preprocess), batch_size=batch_size,
+                        num_workers=workers, collate_fn=_collate,
+                        pin_memory=loaded.device.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    rows, ids, errors, done = [], [], [], 0
+    for images, index, failures in loader:
+        good = [i for i, e in enumerate(failures) if not e]
+        errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
+        if good:
+            rows.append(predict_tensor(loaded, images[good], tta))
+            ids += [galaxy_id_of(names[index[i]]) for i in good]
+        done += len(index)
+        if on_progress is not None:
+            on_progress(done, len(sources))
+    for name, message in errors:
+        log.warning("skipped %s", message)
+    values = np.concatenate(rows) if rows else np.zeros((0, len(ANSWER_COLUMNS)), np.float32)
+    frame = pd.DataFrame(values, columns=list(ANSWER_COLUMNS))
+    frame.insert(0, ID_COLUMN, ids)
+    return PredictionResult(frame=frame, errors=errors)
+
+
+def write_submission_csv(frame: pd.DataFrame, path, blank_columns=()) -> str:
+    """Write the exact Kaggle header ``GalaxyID,Class1.1,...,Class11.6``, atomically."""
+    if list(frame.columns) != list(CSV_HEADER):
+        raise ValueError("prediction table must have the Kaggle columns in order")
+    out = frame.copy()
+    for column in blank_columns:
+        out[column] = np.nan
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    out.to_csv(tmp, index=False, float_format="%.6f")
+    os.replace(tmp, path)
+    return path
+
+
+def submission_csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False, float_format="%.6f").encode()

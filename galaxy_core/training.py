@@ -1,0 +1,247 @@
+"""The one training loop (``fit``), used by the CLI and by the training page.
+
+``fit`` takes a ``TrainConfig``, an event callback and a stop flag; it never prints. Images
+are decoded once into uint8 caches (training ones with room for rotations), so each step costs
+little more than the model's own forward and backward. It saves ``last.pt`` every epoch and
+``best.pt`` whenever validation RMSE improves, atomically, and can resume from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import augment
+from .checkpoint import atomic_save, make_checkpoint, read_resume_state
+from .config import TrainConfig
+from .data import (check_images_exist, decode_images, image_path, read_labels, select_subset,
+                   split_train_val)
+from .device import describe, select_device
+from .images import normalize_float
+from .predict import run_model
+from .schema import NUM_ANSWERS
+from .metrics import RunningRMSE, masked_mse, rmse_report
+from .model import build_model
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH = 128
+
+
+@dataclass
+class TrainEvent:
+    """What the loop reports. ``kind``: decode, start, step, epoch, done, cancelled."""
+
+    kind: str
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0
+    elapsed_s: float = 0.0
+    message: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    out_dir: str
+    best_path: str
+    last_path: str
+    history: list
+    best_metrics: dict
+    cancelled: bool
+    device: str
+
+
+def _no_stop():
+    return False
+
+
+def _make_scheduler(optimizer, config: TrainConfig, total_steps: int):
+    if config.schedule == "onecycle" and total_steps >= 4:
+        # warm up for a quarter of the run (at least two steps, as OneCycleLR needs)
+        pct_start = min(0.5, max(0.25, 2.0 / total_steps))
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                   total_steps=total_steps, pct_start=pct_start)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    return None
+
+
+def predict_cached(net, images_uint8: torch.Tensor, preprocess, tta: bool = False,
+                   batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Probabilities (N, 37) for a uint8 (N,3,S,S) cache, in batches."""
+    outputs = [run_model(net, preprocess, images_uint8[start:start + batch_size], tta)
+               for start in range(0, len(images_uint8), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, NUM_ANSWERS), np.float32)
+
+
+def baseline_report(train_targets: np.ndarray, val_targets: np.ndarray) -> dict:
+    """RMSE of predicting the training mean for every validation galaxy."""
+    known = ~np.isnan(train_targets)
+    mean = np.nan_to_num(train_targets).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    return rmse_report(np.broadcast_to(mean, val_targets.shape), val_targets)
+
+
+def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
+    emit = on_event or (lambda event: None)
+    should_stop = should_stop or _no_stop
+    started = time.perf_counter()
+    device = select_device(config.device)
+    preprocess = config.preprocess()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    table = select_subset(read_labels(config.labels), config.subset, config.subset_mode,
+                          config.seed)
+    check_images_exist(config.images, table.galaxy_ids)
+    train_table, val_table = split_train_val(table, config.val_fraction, config.seed)
+    log.info("%d training and %d validation galaxies; answers with targets: %s",
+             len(train_table), len(val_table), ", ".join(table.columns))
+
+    def decode(tbl, size, fraction, what):
+        paths = [image_path(config.images, g) for g in tbl.galaxy_ids]
+        return decode_images(
+            paths, size, fraction, workers=config.workers, cache_dir=config.cache_dir,
+            on_progress=lambda done, total: emit(TrainEvent(
+                "decode", step=done, steps=total, message=f"decoding {what} images",
+                elapsed_s=time.perf_counter() - started)))
+
+    train_images = decode(train_table, augment.context_size(preprocess),
+                          augment.context_fraction(preprocess), "training")
+    val_images = decode(val_table, preprocess.image_size, preprocess.crop_fraction, "validation")
+    train_targets = torch.from_numpy(train_table.targets)
+    val_targets = val_table.targets
+
+    net = build_model(config.model_config()).to(device).to(memory_format=torch.channels_last)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_table) / config.batch_size)
+    scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+
+    history, best_metrics, start_epoch = [], {}, 0
+    best_rmse = math.inf
+    if config.resume:
+        state = read_resume_state(config.resume)
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                             for k, v in state["state_dict"].items()})
+        if state.get("optimizer_state"):
+            optimizer.load_state_dict(state["optimizer_state"])
+        if scheduler is not None and state.get("scheduler_state"):
+            scheduler.load_state_dict(state["scheduler_state"])
+        history = list(state.get("history", []))
+        start_epoch = int(state.get("epoch", 0))
+        best_rmse = min([h["val_rmse"] for h in history if h.get("val_rmse") is not None]
+                        or [math.inf])
+        best_metrics = state.get("metrics", {}).get("best", {})
+        generator.manual_seed(config.seed + start_epoch)
+        log.info("resumed from %s at epoch %d", config.resume, start_epoch)
+
+    os.makedirs(config.out, exist_ok=True)
+    best_path = os.path.join(config.out, "best.pt")
+    last_path = os.path.join(config.out, "last.pt")
+    data_description = {
+        "images": os.path.abspath(config.images), "labels": os.path.abspath(config.labels),
+        "galaxies": len(table), "train_galaxies": len(train_table),
+        "val_galaxies": len(val_table), "val_fraction": config.val_fraction,
+        "split_seed": config.seed, "subset": config.subset,
+        "val_ids_sha": _ids_digest(val_table.galaxy_ids),
+    }
+    baseline = baseline_report(train_table.targets, val_targets) if len(val_table) else {}
+    emit(TrainEvent("start", epoch=start_epoch, epochs=config.epochs, steps=steps_per_epoch,
+                    message=f"training on {describe(device)}",
+                    metrics={"device": describe(device), "train_galaxies": len(train_table),
+                             "val_galaxies": len(val_table),
+                             "baseline_val_rmse": baseline.get("rmse")},
+                    elapsed_s=time.perf_counter() - started))
+
+    cancelled = False
+    for epoch in range(start_epoch, config.epochs):
+        net.train()
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(train_table), generator=generator)
+        loss_sum, seen = 0.0, 0
+        for step in range(steps_per_epoch):
+            if should_stop():
+                cancelled = True
+                break
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            batch = train_images[index].to(device, non_blocking=True).float().div_(255.0)
+            batch = augment.augment_batch(batch, preprocess, config.augment, generator)
+            batch = normalize_float(batch, preprocess).contiguous(memory_format=torch.channels_last)
+            targets = train_targets[index].to(device, non_blocking=True)
+            loss = masked_mse(net(batch), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += loss.item() * len(index)
+            seen += len(index)
+            emit(TrainEvent("step", epoch=epoch + 1, epochs=config.epochs, step=step + 1,
+                            steps=steps_per_epoch, metrics={"train_loss": loss_sum / seen},
+                            elapsed_s=time.perf_counter() - started))
+        if cancelled:
+            break
+
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
+                  "lr": optimizer.param_groups[0]["lr"],
+                  "epoch_s": time.perf_counter() - epoch_start,
+                  "train_images_per_s": seen / (time.perf_counter() - epoch_start)}
+        report = {}
+        if len(val_table):
+            preds = predict_cached(net, val_images, preprocess)
+            report = rmse_report(preds, val_targets)
+            record.update(val_loss=report["rmse"] ** 2, val_rmse=report["rmse"],
+                          val_per_question=report["per_question"])
+        history.append(record)
+        score = report.get("rmse", record["train_loss"] ** 0.5)
+        improved = score < best_rmse
+        if improved:
+            best_rmse = score
+            best_metrics = {"epoch": epoch + 1, "val": report, "baseline_val": baseline}
+        metrics = {"best": best_metrics, "last": {"epoch": epoch + 1, "val": report}}
+        train_config = dataclasses.asdict(config)
+
+        def checkpoint(with_optimizer):
+            return make_checkpoint(
+                net, preprocess, table.columns, epoch=epoch + 1, metrics=metrics,
+                history=history, data=data_description, train_config=train_config,
+                optimizer_state=optimizer.state_dict() if with_optimizer else None,
+                scheduler_state=(scheduler.state_dict() if with_optimizer and scheduler
+                                 else None))
+
+        atomic_save(checkpoint(True), last_path)
+        if improved:
+            atomic_save(checkpoint(False), best_path)
+        _write_json(os.path.join(config.out, "history.json"), history)
+        emit(TrainEvent("epoch", epoch=epoch + 1, epochs=config.epochs, steps=steps_per_epoch,
+                        metrics={**record, "improved": improved, "best_rmse": best_rmse},
+                        elapsed_s=time.perf_counter() - started))
+
+    emit(TrainEvent("cancelled" if cancelled else "done", epoch=len(history),
+                    epochs=config.epochs, metrics={"best_rmse": best_rmse},
+                    elapsed_s=time.perf_counter() - started))
+    return FitResult(out_dir=config.out, best_path=best_path if os.path.exists(best_path) else "",
+                     last_path=last_path if os.path.exists(last_path) else "", history=history,
+                     best_metrics=best_metrics, cancelled=cancelled, device=describe(device))
+
+
+def _ids_digest(ids) -> str:
+    return hashlib.sha256(",".join(str(int(g)) for g in ids).encode()).hexdigest()[:16]
+
+
+def _write_json(path, obj) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(obj, handle, indent=1)
+    os.replace(tmp, path)

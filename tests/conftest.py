@@ -1,0 +1,78 @@
+"""Shared fixtures: generated galaxy-like images, a tree-consistent labels CSV, tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from galaxy_core.checkpoint import LoadedModel, atomic_save, make_checkpoint
+from galaxy_core.config import ModelConfig, Preprocess
+from galaxy_core.model import DecisionTreeHead, build_model
+from galaxy_core.schema import ANSWER_COLUMNS, CSV_HEADER
+
+
+
+def galaxy_image(seed: int, size: int = 64, elongation: float = 1.0) -> Image.Image:
+    """A soft elliptical blob on black sky, with a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) - size / 2
+    angle = rng.uniform(0, np.pi)
+    xr = x * np.cos(angle) + y * np.sin(angle)
+    yr = -x * np.sin(angle) + y * np.cos(angle)
+    r2 = (xr / (size / 8)) ** 2 + (yr * elongation / (size / 8)) ** 2
+    blob = np.exp(-r2)[..., None] * np.array([255, 220, 170], np.float32)
+    noisy = blob + rng.normal(0, 6, blob.shape)
+    return Image.fromarray(noisy.clip(0, 255).astype(np.uint8))
+
+
+def tree_targets(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 37) vote fractions that satisfy the Kaggle tree sums exactly."""
+    scores = torch.randn(n, len(ANSWER_COLUMNS), generator=torch.Generator().manual_seed(seed))
+    return DecisionTreeHead()(scores * 2).numpy()
+
+
+@pytest.fixture
+def galaxy_folder(tmp_path):
+    """16 JPEG galaxies named <GalaxyID>.jpg plus a full 37-column labels CSV."""
+    images = tmp_path / "images"
+    images.mkdir()
+    ids = list(range(100000, 100016))
+    targets = tree_targets(len(ids))
+    for i, galaxy_id in enumerate(ids):
+        # elongated blobs for galaxies whose target says "features" so there is signal to learn
+        galaxy_image(i, elongation=1.0 + 2.0 * targets[i, 1]).save(images / f"{galaxy_id}.jpg")
+    frame = pd.DataFrame(targets, columns=list(ANSWER_COLUMNS))
+    frame.insert(0, "GalaxyID", ids)
+    labels = tmp_path / "labels.csv"
+    frame.to_csv(labels, index=False)
+    return {"images": str(images), "labels": str(labels), "ids": ids, "targets": targets,
+            "root": tmp_path}
+
+
+def make_loaded(head="plain", image_size=32, crop_fraction=1.0, trained=ANSWER_COLUMNS):
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(head=head)).eval()
+    return LoadedModel(net=net, preprocess=Preprocess(image_size=image_size,
+                                                      crop_fraction=crop_fraction),
+                       trained_columns=tuple(trained), meta={})
+
+
+@pytest.fixture
+def loaded():
+    return make_loaded()
+
+
+@pytest.fixture
+def checkpoint_file(tmp_path):
+    model = make_loaded(head="tree", trained=ANSWER_COLUMNS[:17])
+    path = tmp_path / "model.pt"
+    atomic_save(make_checkpoint(model.net, model.preprocess, model.trained_columns, epoch=1,
+                                metrics={"best": {}}, history=[], data={}, train_config={}),
+                path)
+    return str(path)
+
+
+assert CSV_HEADER[0] == "GalaxyID"

@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from galaxy_core.evaluate import evaluate, report_table
+from galaxy_core.metrics import rmse_report
+from galaxy_core.schema import COLUMN_INDEX
+
+
+def test_rmse_by_hand():
+    preds = np.zeros((2, 37))
+    targets = np.full((2, 37), np.nan)
+    targets[0, COLUMN_INDEX["Class1.1"]] = 0.3  # error 0.3
+    targets[1, COLUMN_INDEX["Class1.1"]] = 0.4  # error 0.4
+    targets[0, COLUMN_INDEX["Class6.1"]] = 0.0  # error 0
+    report = rmse_report(preds, targets)
+    assert report["rmse"] == pytest.approx(np.sqrt((0.09 + 0.16) / 3))
+    assert report["per_answer"]["Class1.1"] == pytest.approx(np.sqrt(0.125))
+    assert report["per_question"]["Q1"] == pytest.approx(np.sqrt(0.125))
+    assert report["per_question"]["Q6"] == 0.0
+    assert report["per_question"]["Q4"] is None
+    assert report["known_cells"] == 3
+
+
+def test_evaluate_a_model_on_a_folder(galaxy_folder, loaded):
+    result = evaluate(loaded, galaxy_folder["images"], galaxy_folder["labels"], workers=0)
+    assert result.preds.shape == (16, 37)
+    expected = np.sqrt(np.mean((result.preds - galaxy_folder["targets"]) ** 2))
+    assert result.report["rmse"] == pytest.approx(expected, rel=1e-5)
+    text = report_table(result.report)
+    assert "overall" in text and "Q11 number of arms" in text

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from galaxy_core.explain import CamError, compute_cam, overlay
+from tests.conftest import galaxy_image, make_loaded
+
+
+def image_tensor(size=64):
+    return torch.from_numpy(np.array(galaxy_image(1, size=size))).permute(2, 0, 1).contiguous()
+
+
+def hook_count(net):
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in net.modules())
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("layer", ["layer4", "layer3"])
+def test_heatmap_shape_range_and_no_leftovers(method, layer):
+    loaded = make_loaded(head="tree", image_size=64)
+    result = compute_cam(loaded, image_tensor(), "Class1.1", method, layer)
+    assert result.heatmap.shape == (64, 64)
+    assert result.heatmap.min() >= 0 and result.heatmap.max() <= 1
+    assert 0 <= result.probability <= 1
+    assert result.preds.shape == (37,)
+    assert hook_count(loaded.net) == 0
+    assert all(p.grad is None for p in loaded.net.parameters())
+    assert not loaded.net.training
+
+
+def test_default_target_is_the_top_trained_answer():
+    loaded = make_loaded(trained=("Class1.1", "Class1.2", "Class1.3"))
+    result = compute_cam(loaded, image_tensor(32))
+    assert result.answer_column in ("Class1.1", "Class1.2", "Class1.3")
+
+
+def test_failure_leaves_no_hooks_and_restores_training_mode():
+    loaded = make_loaded()
+    loaded.net.train()
+    with pytest.raises(RuntimeError):
+        compute_cam(loaded, torch.zeros(5, 8, 8, dtype=torch.uint8))  # wrong channel count
+    assert hook_count(loaded.net) == 0
+    assert loaded.net.training
+    assert not loaded.lock.locked()
+
+
+def test_clear_errors_for_bad_requests():
+    loaded = make_loaded()
+    with pytest.raises(CamError, match="unknown layer"):
+        compute_cam(loaded, image_tensor(32), layer="layer9")
+    with pytest.raises(CamError, match="unknown answer"):
+        compute_cam(loaded, image_tensor(32), answer_column="Class12.1")
+    with pytest.raises(CamError, match="unknown method"):
+        compute_cam(loaded, image_tensor(32), method="magic")
+    with torch.inference_mode(), pytest.raises(CamError, match="autograd"):
+        compute_cam(loaded, image_tensor(32))
+    assert hook_count(loaded.net) == 0
+
+
+def test_frozen_backbone_still_explains():
+    loaded = make_loaded()
+    for p in loaded.net.backbone.parameters():
+        p.requires_grad_(False)
+    assert compute_cam(loaded, image_tensor(32), "Class1.2").heatmap.shape == (32, 32)
+
+
+def test_overlay_blends_at_image_size():
+    rgb = np.zeros((50, 70, 3), np.uint8)
+    out = overlay(rgb, np.ones((8, 8), np.float32), opacity=0.5)
+    assert out.shape == (50, 70, 3) and out.max() > 0
+    with pytest.raises(ValueError, match="opacity"):
+        overlay(rgb, np.ones((8, 8)), opacity=2)

@@ -1,0 +1,32 @@
+"""Project-wide rules: galaxy_core never imports Streamlit; nothing retypes the schema."""
+
+import ast
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def python_files(folder):
+    for dirpath, _, names in os.walk(os.path.join(ROOT, folder)):
+        for name in names:
+            if name.endswith(".py"):
+                yield os.path.join(dirpath, name)
+
+
+def test_galaxy_core_does_not_import_streamlit():
+    for path in python_files("galaxy_core"):
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "streamlit" for n in names), path
+
+
+def test_answer_columns_are_typed_only_in_the_schema():
+    pattern = re.compile(r"[\"']Class\d+\.\d+[\"']")
+    for folder in ("galaxy_core", "pages", "train"):
+        for path in python_files(folder):
+            if path.endswith("schema.py"):
+                continue
+            assert not pattern.search(open(path).read()), f"{path} retypes an answer column"

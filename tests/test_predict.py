@@ -1,0 +1,70 @@
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from galaxy_core.predict import predict_files, predict_image, run_model
+from galaxy_core.schema import CSV_HEADER
+from tests.conftest import galaxy_image, make_loaded
+
+
+def test_folder_to_kaggle_csv(galaxy_folder, loaded, tmp_path):
+    from galaxy_core.data import list_images
+    progress = []
+    result = predict_files(loaded, list_images(galaxy_folder["images"]), batch_size=5,
+                           workers=0, on_progress=lambda d, t: progress.append((d, t)))
+    out = result.to_csv(tmp_path / "sub.csv")
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == list(CSV_HEADER)
+    assert list(frame["GalaxyID"]) == galaxy_folder["ids"]
+    values = frame.iloc[:, 1:].to_numpy()
+    assert values.min() >= 0 and values.max() <= 1
+    assert progress[-1] == (16, 16)
+    with open(out) as handle:
+        assert handle.readline().strip() == ",".join(CSV_HEADER)
+
+
+def test_workers_give_identical_results(galaxy_folder, loaded):
+    from galaxy_core.data import list_images
+    paths = list_images(galaxy_folder["images"])
+    a = predict_files(loaded, paths, batch_size=4, workers=0).frame
+    b = predict_files(loaded, paths, batch_size=4, workers=2).frame
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_bad_files_are_skipped_and_reported(galaxy_folder, loaded, tmp_path):
+    from galaxy_core.data import list_images
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"nope")
+    result = predict_files(loaded, list_images(galaxy_folder["images"])[:3] + [str(bad)],
+                           workers=0)
+    assert len(result.frame) == 3
+    assert result.errors and "broken.jpg" in result.errors[0][1]
+
+
+def test_bytes_with_names_and_single_image(loaded):
+    data = io.BytesIO()
+    galaxy_image(7).save(data, format="PNG")
+    result = predict_files(loaded, [data.getvalue()], names=["my galaxy.png"], workers=0)
+    assert result.frame["GalaxyID"].tolist() == ["my galaxy"]
+    single = predict_image(loaded, data.getvalue())
+    np.testing.assert_allclose(single, result.frame.iloc[0, 1:].to_numpy(float), atol=1e-6)
+
+
+def test_tta_is_invariant_to_right_angle_rotations_and_flips():
+    loaded = make_loaded(head="tree")
+    image = torch.from_numpy(np.array(galaxy_image(2, size=32, elongation=2.5))).permute(2, 0, 1)
+    batch = torch.stack([image, torch.rot90(image, 1, (1, 2)), torch.flip(image, (2,))])
+    plain = run_model(loaded.net, loaded.preprocess, batch, tta=False)
+    tta = run_model(loaded.net, loaded.preprocess, batch, tta=True)
+    np.testing.assert_allclose(tta[0], tta[1], atol=1e-5)
+    np.testing.assert_allclose(tta[0], tta[2], atol=1e-5)
+    assert np.abs(plain[0] - plain[1]).max() > 1e-4  # without TTA the views differ
+
+
+def test_csv_header_is_enforced(loaded, tmp_path):
+    from galaxy_core.predict import write_submission_csv
+    with pytest.raises(ValueError, match="Kaggle columns"):
+        write_submission_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")

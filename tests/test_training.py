@@ -1,0 +1,87 @@
+import json
+import os
+
+import pytest
+import torch
+
+from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.config import TrainConfig
+from galaxy_core.training import fit
+
+
+def tiny_config(folder, out, **overrides):
+    settings = dict(images=folder["images"], labels=folder["labels"], out=str(out), epochs=3,
+                    batch_size=8, lr=3e-3, image_size=32, crop_fraction=0.8, augment="none",
+                    head="tree", workers=0, val_fraction=0.25, device="cpu", dropout=0.0)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_fit_lowers_the_loss_and_reports_ordered_events(galaxy_folder, tmp_path):
+    events = []
+    result = fit(tiny_config(galaxy_folder, tmp_path / "run", epochs=4), on_event=events.append)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "decode" and kinds[-1] == "done"
+    assert kinds.index("start") < kinds.index("step") < kinds.index("epoch")
+    epochs = [e.epoch for e in events if e.kind == "epoch"]
+    assert epochs == [1, 2, 3, 4]
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert all(h["val_rmse"] is not None for h in result.history)
+    assert os.path.isfile(result.best_path) and os.path.isfile(result.last_path)
+    history = json.load(open(tmp_path / "run" / "history.json"))
+    assert len(history) == 4
+    loaded = load_checkpoint(result.best_path)
+    assert loaded.preprocess.image_size == 32 and len(loaded.trained_columns) == 37
+    best_epoch = min(history, key=lambda h: h["val_rmse"])["epoch"]
+    assert loaded.meta["epoch"] == best_epoch
+
+
+def test_resume_continues_from_the_last_epoch(galaxy_folder, tmp_path):
+    first = fit(tiny_config(galaxy_folder, tmp_path / "a", epochs=2))
+    resumed = fit(tiny_config(galaxy_folder, tmp_path / "b", epochs=3, resume=first.last_path))
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[:2] == first.history
+
+
+def test_cancellation_stops_between_steps_and_keeps_saved_epochs(galaxy_folder, tmp_path):
+    steps = []
+
+    def on_event(event):
+        if event.kind == "step":
+            steps.append(event)
+
+    result = fit(tiny_config(galaxy_folder, tmp_path / "c", epochs=5), on_event=on_event,
+                 should_stop=lambda: len(steps) >= 3)
+    assert result.cancelled
+    assert len(steps) == 3
+    assert len(result.history) == 1  # epoch 1 (2 steps) finished and was saved
+    assert load_checkpoint(result.last_path).meta["epoch"] == 1
+
+
+def test_partial_labels_train_only_known_columns(galaxy_folder, tmp_path):
+    import pandas as pd
+    frame = pd.read_csv(galaxy_folder["labels"])
+    keep = ["GalaxyID"] + [c for c in frame.columns if c.startswith(("Class1.", "Class6."))]
+    frame.loc[0, "Class1.1"] = None
+    frame[keep].to_csv(tmp_path / "partial.csv", index=False)
+    result = fit(tiny_config(galaxy_folder, tmp_path / "p", epochs=1,
+                             labels=str(tmp_path / "partial.csv")))
+    loaded = load_checkpoint(result.best_path)
+    assert loaded.trained_columns == ("Class1.1", "Class1.2", "Class1.3", "Class6.1", "Class6.2")
+    per_question = result.history[0]["val_per_question"]
+    assert per_question["Q1"] is not None and per_question["Q4"] is None
+
+
+def test_masked_mse_ignores_nan_cells():
+    from galaxy_core.metrics import masked_mse
+    preds = torch.tensor([[0.5, 0.0], [1.0, 0.0]])
+    targets = torch.tensor([[0.0, float("nan")], [1.0, float("nan")]])
+    assert masked_mse(preds, targets).item() == pytest.approx(0.125)
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        TrainConfig(images="x", labels="y", batch_size=0)
+    with pytest.raises(ValueError, match="crop_fraction"):
+        TrainConfig(images="x", labels="y", crop_fraction=2.0)

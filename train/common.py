@@ -1,0 +1,65 @@
+"""What every command-line tool shares: logging, the default model, one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from tqdm import tqdm
+
+from galaxy_core.checkpoint import CheckpointError
+from galaxy_core.data import DataError
+from galaxy_core.images import ImageError
+from galaxy_core.model import PretrainedWeightsUnavailable
+from galaxy_core.paths import DEFAULT_MODEL
+
+EXPECTED_ERRORS = (CheckpointError, DataError, ImageError, PretrainedWeightsUnavailable,
+                   ValueError, FileNotFoundError, PermissionError)
+
+
+class LazyBar:
+    """A tqdm bar that appears on the first progress report (so early errors print alone)."""
+
+    def __init__(self, desc: str, unit: str = "img"):
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def checkpoint_or_default(path: str | None) -> str:
+    if path:
+        return path
+    if not os.path.isfile(DEFAULT_MODEL):
+        raise FileNotFoundError(f"no --checkpoint given and the default model {DEFAULT_MODEL} "
+                                f"is missing")
+    return DEFAULT_MODEL
+
+
+def run_cli(main) -> None:
+    """Run ``main()``; expected errors become one clear line on stderr and exit code 2."""
+    try:
+        code = main()
+    except EXPECTED_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

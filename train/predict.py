@@ -1,0 +1,74 @@
+"""Predict the 37 answer probabilities for a folder (or list) of images, as a Kaggle CSV.
+
+    python -m train.predict [--checkpoint CKPT] --images DIR_OR_FILES... --out CSV [--tta]
+
+The CSV has the exact Kaggle submission header GalaxyID,Class1.1,...,Class11.6 with
+GalaxyID taken from each file name. Unreadable files are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.data import list_images
+from galaxy_core.device import select_device
+from galaxy_core.predict import predict_files
+from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
+
+log = logging.getLogger("predict")
+
+
+def collect_images(items) -> list[str]:
+    paths = []
+    for item in items:
+        if os.path.isdir(item):
+            paths += list_images(item)
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"no such image file or folder: {item}")
+    if not paths:
+        raise FileNotFoundError(f"no images found in {', '.join(items)}")
+    return paths
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
+    parser.add_argument("--images", nargs="+", required=True, help="image folder(s) or files")
+    parser.add_argument("--out", required=True, help="CSV file to write")
+    parser.add_argument("--tta", action="store_true",
+                        help="average the 8 flips/right-angle rotations (8x slower)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--blank-untrained", action="store_true",
+                        help="leave answers the model has no training targets for empty")
+    args = parser.parse_args(argv)
+    setup_logging()
+    loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
+    paths = collect_images(args.images)
+    with LazyBar("predicting") as progress:
+        result = predict_files(loaded, paths, batch_size=args.batch_size, tta=args.tta,
+                               workers=args.workers, on_progress=progress)
+    result.to_csv(args.out, blank_columns=loaded.untrained_columns if args.blank_untrained else ())
+    log.info("wrote %d predictions to %s", len(result.frame), args.out)
+    if loaded.untrained_columns and not args.blank_untrained:
+        log.warning("%d of 37 answers were never trained by this model (%s ...): their values "
+                    "are not predictions; --blank-untrained leaves them empty",
+                    len(loaded.untrained_columns), loaded.untrained_columns[0])
+    if result.errors:
+        print(f"skipped {len(result.errors)} unreadable file(s):", file=sys.stderr)
+        for _, message in result.errors:
+            print(f"  {message}", file=sys.stderr)
+        return 1 if result.frame.empty else 0
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

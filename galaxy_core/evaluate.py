@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import LoadedModel
-from .data import DataError, check_images_exist, image_path, read_labels
+from .data import (DataError, LabelTable, check_images_exist, image_path, read_labels,
+                   select_subset, split_train_val)
 from .metrics import rmse_report
 from .predict import predict_files
 from .schema import ANSWER_COLUMNS, QUESTIONS, answer_name
-from .training import baseline_report
+from .training import column_means, ids_digest
 
 
 @dataclass
@@ -22,9 +23,27 @@ class Evaluation:
     galaxy_ids: np.ndarray
 
 
+def training_split(loaded: LoadedModel, labels_csv):
+    """Recreate the (train, validation) tables the checkpoint was trained with, and check
+    that the validation GalaxyIDs are exactly those it recorded."""
+    config = loaded.meta.get("train_config") or {}
+    data = loaded.meta.get("data") or {}
+    if not config or "val_ids_sha" not in data:
+        raise DataError("this checkpoint does not record its training split")
+    table = select_subset(read_labels(labels_csv), config.get("subset", 0),
+                          config.get("subset_mode", "first"), config.get("seed", 0))
+    train, val = split_train_val(table, config.get("val_fraction", 0.2), config.get("seed", 0))
+    if ids_digest(val.galaxy_ids) != data["val_ids_sha"]:
+        raise DataError(f"{labels_csv} does not reproduce the checkpoint's validation split "
+                        f"(different labels file or rows)")
+    return train, val
+
+
 def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
-             batch_size: int = 64, workers: int = 2, on_progress=None) -> Evaluation:
-    table = read_labels(labels_csv)
+             batch_size: int = 64, workers: int = 2, on_progress=None,
+             table: LabelTable | None = None) -> Evaluation:
+    """Predict every labelled galaxy (or those of ``table``) and report RMSE."""
+    table = table if table is not None else read_labels(labels_csv)
     check_images_exist(images_dir, table.galaxy_ids)
     result = predict_files(loaded, [image_path(images_dir, g) for g in table.galaxy_ids],
                            batch_size=batch_size, tta=tta, workers=workers,
@@ -65,6 +84,5 @@ def report_table(report: dict, baseline: dict | None = None) -> str:
 
 def mean_baseline(evaluation: Evaluation, train_means: np.ndarray | None = None) -> dict:
     """RMSE of a constant prediction (default: this set's own mean, an optimistic baseline)."""
-    if train_means is None:
-        return baseline_report(evaluation.targets, evaluation.targets)
-    return baseline_report(np.asarray(train_means)[None, :], evaluation.targets)
+    means = column_means(evaluation.targets) if train_means is None else np.asarray(train_means)
+    return rmse_report(np.broadcast_to(means, evaluation.targets.shape), evaluation.targets)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class PredictionResult:
     frame: pd.DataFrame  # GalaxyID + 37 answer columns, in input order
     errors: list = field(default_factory=list)  # (name, message) of files that were skipped
+    kept: list = field(default_factory=list)  # index into the inputs of each row of ``frame``
 
     def to_csv(self, path, blank_columns=()) -> str:
         return write_submission_csv(self.frame, path, blank_columns)
@@ -97,13 +98,14 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
                         num_workers=workers, collate_fn=_collate,
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if workers else None)
-    rows, ids, errors, done = [], [], [], 0
+    rows, ids, kept, errors, done = [], [], [], [], 0
     for images, index, failures in loader:
         good = [i for i, e in enumerate(failures) if not e]
         errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
         if good:
             rows.append(predict_tensor(loaded, images[good], tta))
             ids += [galaxy_id_of(names[index[i]]) for i in good]
+            kept += [index[i] for i in good]
         done += len(index)
         if on_progress is not None:
             on_progress(done, len(sources))
@@ -112,7 +114,7 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     values = np.concatenate(rows) if rows else np.zeros((0, len(ANSWER_COLUMNS)), np.float32)
     frame = pd.DataFrame(values, columns=list(ANSWER_COLUMNS))
     frame.insert(0, ID_COLUMN, ids)
-    return PredictionResult(frame=frame, errors=errors)
+    return PredictionResult(frame=frame, errors=errors, kept=kept)
 
 
 def write_submission_csv(frame: pd.DataFrame, path, blank_columns=()) -> str:

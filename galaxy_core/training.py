@@ -85,10 +85,15 @@ def predict_cached(net, images_uint8: torch.Tensor, preprocess, tta: bool = Fals
     return np.concatenate(outputs) if outputs else np.zeros((0, NUM_ANSWERS), np.float32)
 
 
+def column_means(targets: np.ndarray) -> np.ndarray:
+    """Mean of each answer over its known cells (0 where none is known)."""
+    known = ~np.isnan(targets)
+    return np.nan_to_num(targets).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+
+
 def baseline_report(train_targets: np.ndarray, val_targets: np.ndarray) -> dict:
     """RMSE of predicting the training mean for every validation galaxy."""
-    known = ~np.isnan(train_targets)
-    mean = np.nan_to_num(train_targets).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    mean = column_means(train_targets)
     return rmse_report(np.broadcast_to(mean, val_targets.shape), val_targets)
 
 
@@ -154,7 +159,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
         "galaxies": len(table), "train_galaxies": len(train_table),
         "val_galaxies": len(val_table), "val_fraction": config.val_fraction,
         "split_seed": config.seed, "subset": config.subset,
-        "val_ids_sha": _ids_digest(val_table.galaxy_ids),
+        "val_ids_sha": ids_digest(val_table.galaxy_ids),
     }
     baseline = baseline_report(train_table.targets, val_targets) if len(val_table) else {}
     emit(TrainEvent("start", epoch=start_epoch, epochs=config.epochs, steps=steps_per_epoch,
@@ -236,7 +241,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
                      best_metrics=best_metrics, cancelled=cancelled, device=describe(device))
 
 
-def _ids_digest(ids) -> str:
+def ids_digest(ids) -> str:
     return hashlib.sha256(",".join(str(int(g)) for g in ids).encode()).hexdigest()[:16]
 
 

@@ -34,8 +34,7 @@ def tree_targets(n: int, seed: int = 0) -> np.ndarray:
     return DecisionTreeHead()(scores * 2).numpy()
 
 
-@pytest.fixture
-def galaxy_folder(tmp_path):
+def make_galaxy_folder(tmp_path):
     """16 JPEG galaxies named <GalaxyID>.jpg plus a full 37-column labels CSV."""
     images = tmp_path / "images"
     images.mkdir()
@@ -50,6 +49,11 @@ def galaxy_folder(tmp_path):
     frame.to_csv(labels, index=False)
     return {"images": str(images), "labels": str(labels), "ids": ids, "targets": targets,
             "root": tmp_path}
+
+
+@pytest.fixture
+def galaxy_folder(tmp_path):
+    return make_galaxy_folder(tmp_path)
 
 
 def make_loaded(head="plain", image_size=32, crop_fraction=1.0, trained=ANSWER_COLUMNS):

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from galaxy_core.schema import CSV_HEADER
+from tests.conftest import make_galaxy_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,9 +21,15 @@ def run(*args):
                           cwd=ROOT, env=env, timeout=300)
 
 
-@pytest.fixture
-def trained(galaxy_folder, tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def galaxy_folder(tmp_path_factory):
+    return make_galaxy_folder(tmp_path_factory.mktemp("galaxies"))
+
+
+@pytest.fixture(scope="module")
+def trained(galaxy_folder, tmp_path_factory):
+    """One tiny training run shared by the tests of this module."""
+    out = tmp_path_factory.mktemp("run")
     done = run("train.train", "--images", galaxy_folder["images"], "--labels",
                galaxy_folder["labels"], "--out", str(out), "--epochs", "2", "--batch-size", "8",
                "--image-size", "32", "--workers", "0", "--head", "tree", "--augment", "full",
@@ -55,6 +62,13 @@ def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
     assert "overall" in done.stdout
     assert 0 < json.load(open(report))["model"]["rmse"] < 1
     assert (tmp_path / "plots" / "pred_vs_true.png").is_file()
+
+    done = run("train.evaluate", "--checkpoint", ckpt, "--images", galaxy_folder["images"],
+               "--labels", galaxy_folder["labels"], "--split", "val", "--json", str(report),
+               "--workers", "0")
+    assert done.returncode == 0, done.stderr
+    assert json.load(open(report))["model"]["galaxies"] == 3  # 20% of 16, as trained
+    assert "training galaxies' mean" in done.stdout
 
     png = tmp_path / "cam.png"
     done = run("train.gradcam", "--checkpoint", ckpt, "--image", "100003", "--images",

@@ -15,7 +15,8 @@ import os
 
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.device import select_device
-from galaxy_core.evaluate import evaluate, mean_baseline, report_table
+from galaxy_core.evaluate import evaluate, mean_baseline, report_table, training_split
+from galaxy_core.training import column_means
 from galaxy_core.plots import save_pred_vs_true, save_question_rmse_chart
 from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
 
@@ -31,26 +32,38 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the full report as JSON here")
     parser.add_argument("--plots", help="folder for a per-question chart and pred-vs-true plots")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral views")
+    parser.add_argument("--split", choices=("all", "val", "train"), default="all",
+                        help="'val': only the galaxies the checkpoint held out for validation "
+                             "(its recorded split, verified); the baseline then predicts the "
+                             "training galaxies' mean")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     setup_logging()
     loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
+    table = train_means = None
+    if args.split != "all":
+        train, val = training_split(loaded, args.labels)
+        table = val if args.split == "val" else train
+        train_means = column_means(train.targets)
     with LazyBar("evaluating") as progress:
         result = evaluate(loaded, args.images, args.labels, tta=args.tta,
-                          batch_size=args.batch_size, workers=args.workers, on_progress=progress)
-    baseline = mean_baseline(result)
+                          batch_size=args.batch_size, workers=args.workers, on_progress=progress,
+                          table=table)
+    baseline = mean_baseline(result, train_means)
     print(report_table(result.report, baseline))
-    print(f"\n{result.report['galaxies']} galaxies, {result.report['known_cells']} known cells; "
-          f"mean-baseline = this set's own mean answer for every galaxy (optimistic)")
+    what = ("the training galaxies' mean answers" if train_means is not None
+            else "this set's own mean answers (optimistic)")
+    print(f"\n{args.split} split: {result.report['galaxies']} galaxies, "
+          f"{result.report['known_cells']} known cells; mean-baseline = {what}")
     if result.report["untrained_columns_with_targets"]:
         print(f"note: the model was never trained on "
               f"{', '.join(result.report['untrained_columns_with_targets'])}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"model": result.report, "mean_baseline": baseline,
-                       "checkpoint": loaded.path}, handle, indent=1)
+                       "checkpoint": loaded.path, "split": args.split}, handle, indent=1)
         log.info("wrote %s", args.json)
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)

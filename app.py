@@ -1,0 +1,22 @@
+"""Galaxy Zoo morphology: the Streamlit router (page config, shared sidebar, navigation)."""
+
+import logging
+
+import streamlit as st
+
+from pages.common import model_sidebar
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+st.set_page_config(page_title="Galaxy Zoo morphology", page_icon="🌌", layout="wide")
+
+navigation = st.navigation([
+    st.Page("pages/home.py", title="Home", icon="🏠", url_path="home", default=True),
+    st.Page("pages/classify.py", title="Classify", icon="🔭", url_path="classify"),
+    st.Page("pages/gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),
+    st.Page("pages/browse.py", title="Dataset browser", icon="🗂️", url_path="browse"),
+    st.Page("pages/model_card.py", title="Model card", icon="📄", url_path="model"),
+    st.Page("pages/train.py", title="Train", icon="🛠️", url_path="train"),
+])
+model_sidebar()
+navigation.run()

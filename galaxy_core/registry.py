@@ -1,0 +1,77 @@
+"""Which checkpoints the app can offer, which one is active, and how to describe a model."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from . import paths
+from .checkpoint import LoadedModel, load_checkpoint
+from .schema import QUESTIONS
+
+ACTIVE_FILE = "active_model.json"
+
+
+def available_checkpoints(runs_dir: str | None = None) -> list[str]:
+    """The shipped model (if present) and every best.pt under the runs folder, newest first."""
+    runs_dir = runs_dir or paths.RUNS_DIR
+    found = sorted(glob.glob(os.path.join(runs_dir, "**", "best.pt"), recursive=True),
+                   key=os.path.getmtime, reverse=True)
+    shipped = [paths.DEFAULT_MODEL] if os.path.isfile(paths.DEFAULT_MODEL) else []
+    return shipped + [os.path.abspath(p) for p in found]
+
+
+def active_model_path(runs_dir: str | None = None) -> str:
+    """The model a maintainer made active, else the shipped default."""
+    runs_dir = runs_dir or paths.RUNS_DIR
+    try:
+        with open(os.path.join(runs_dir, ACTIVE_FILE)) as handle:
+            path = json.load(handle)["path"]
+        if os.path.isfile(path):
+            return path
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return paths.DEFAULT_MODEL
+
+
+def set_active_model(path: str, runs_dir: str | None = None) -> LoadedModel:
+    """Check that ``path`` loads, then record it as the app's active model (atomically)."""
+    loaded = load_checkpoint(path)  # raises CheckpointError before anything is written
+    runs_dir = runs_dir or paths.RUNS_DIR
+    os.makedirs(runs_dir, exist_ok=True)
+    target = os.path.join(runs_dir, ACTIVE_FILE)
+    tmp = f"{target}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump({"path": os.path.abspath(path)}, handle)
+    os.replace(tmp, target)
+    return loaded
+
+
+def model_label(path: str) -> str:
+    if os.path.abspath(path) == os.path.abspath(paths.DEFAULT_MODEL):
+        return "shipped model"
+    parent = os.path.basename(os.path.dirname(path))
+    return f"{parent}/{os.path.basename(path)}"
+
+
+def describe_model(loaded: LoadedModel) -> dict:
+    """What the sidebar and model card show: when, on what, how well, which answers."""
+    meta = loaded.meta
+    best = (meta.get("metrics") or {}).get("best") or {}
+    val = best.get("val") or {}
+    data = meta.get("data") or {}
+    learned = [q for q in QUESTIONS if all(c in loaded.trained_columns for c in q.columns)]
+    return {
+        "created": meta.get("created", "unknown"),
+        "epoch": meta.get("epoch"),
+        "data": (f"{data.get('train_galaxies', '?')} training / {data.get('val_galaxies', '?')} "
+                 f"validation galaxies" if data else meta.get("note", "unknown")),
+        "val_rmse": val.get("rmse"),
+        "baseline_rmse": (best.get("baseline_val") or {}).get("rmse"),
+        "learned_questions": [f"Q{q.number} {q.topic}" for q in learned],
+        "not_learned_questions": [f"Q{q.number} {q.topic}" for q in QUESTIONS if q not in learned],
+        "head": loaded.net.config.head,
+        "image_size": loaded.preprocess.image_size,
+        "crop_fraction": loaded.preprocess.crop_fraction,
+    }

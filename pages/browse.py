@@ -1,0 +1,99 @@
+"""Dataset browser: thumbnails of a labelled set, filtered and sorted by any answer column."""
+
+import math
+import os
+
+import pandas as pd
+import streamlit as st
+
+from galaxy_core import paths
+from galaxy_core.data import DataError, image_path
+from galaxy_core.images import ImageError
+from galaxy_core.predict import predict_image
+from galaxy_core.schema import COLUMN_INDEX, QUESTIONS, answer_name
+from pages.common import active_model, read_labels_cached, thumb
+
+PAGE_SIZE = 24
+OPERATORS = {">": lambda s, v: s > v, ">=": lambda s, v: s >= v, "<": lambda s, v: s < v,
+             "<=": lambda s, v: s <= v}
+
+st.title("🗂️ Dataset browser")
+with st.expander("Data source", expanded=False):
+    st.caption("Any folder in the Kaggle layout: a labels CSV (GalaxyID + answer columns) and a "
+               "folder of <GalaxyID>.jpg. Default: the shipped sample galaxies.")
+    labels_path = st.text_input("Labels CSV", paths.SAMPLE_LABELS)
+    images_dir = st.text_input("Image folder", paths.SAMPLE_IMAGES)
+
+try:
+    frame = read_labels_cached(labels_path)
+    if not os.path.isdir(images_dir):
+        raise DataError(f"image folder not found: {images_dir}")
+except DataError as exc:
+    st.error(f"{exc}. Check the paths under 'Data source'.")
+    st.stop()
+
+columns = [c for c in frame.columns if c != "GalaxyID"]
+filter_col, op_col, value_col, sort_col, order_col = st.columns([3, 1, 2, 3, 2])
+filter_by = filter_col.selectbox("Filter by", ["(none)"] + columns,
+                                 format_func=lambda c: c if c == "(none)" else answer_name(c))
+operator = op_col.selectbox("is", list(OPERATORS), disabled=filter_by == "(none)")
+threshold = value_col.number_input("value", 0.0, 1.0, 0.5, 0.05, disabled=filter_by == "(none)")
+sort_by = sort_col.selectbox("Sort by", ["GalaxyID"] + columns,
+                             format_func=lambda c: c if c == "GalaxyID" else answer_name(c))
+descending = order_col.toggle("Descending", value=sort_by != "GalaxyID")
+
+view = frame
+if filter_by != "(none)":
+    view = view[OPERATORS[operator](view[filter_by], threshold)]
+view = view.sort_values(sort_by, ascending=not descending, kind="stable")
+pages = max(1, math.ceil(len(view) / PAGE_SIZE))
+page = st.number_input(f"Page (of {pages}; {len(view)} of {len(frame)} galaxies match)", 1,
+                       pages, 1)
+shown = view.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+
+grid = st.columns(6)
+for i, galaxy_id in enumerate(shown["GalaxyID"]):
+    with grid[i % 6]:
+        image = thumb(image_path(images_dir, galaxy_id), 128, 0.6)
+        if image is None:
+            st.caption(f"{galaxy_id}: no readable image")
+        else:
+            caption = str(galaxy_id)
+            if filter_by != "(none)" or sort_by != "GalaxyID":
+                key = filter_by if filter_by != "(none)" else sort_by
+                caption += f" · {key} {shown.loc[shown['GalaxyID'] == galaxy_id, key].iloc[0]:.2f}"
+            st.image(image, caption=caption, width="stretch")
+
+if shown.empty:
+    st.info("No galaxy matches the filter.")
+    st.stop()
+
+st.divider()
+galaxy_id = st.selectbox("Inspect a galaxy on this page", list(shown["GalaxyID"]))
+row = frame[frame["GalaxyID"] == galaxy_id].iloc[0]
+loaded = active_model()
+image_col, table_col = st.columns([1, 2])
+path = image_path(images_dir, galaxy_id)
+with image_col:
+    big = thumb(path, 320, loaded.preprocess.crop_fraction if loaded else 1.0)
+    if big is not None:
+        st.image(big, caption=f"{galaxy_id}", width="stretch")
+with table_col:
+    preds = None
+    if loaded is not None:
+        try:
+            preds = predict_image(loaded, path)
+        except ImageError as exc:
+            st.error(str(exc))
+    for question in QUESTIONS:
+        rows = []
+        for answer in question.answers:
+            rows.append({
+                "answer": f"{answer.label} ({answer.column})",
+                "volunteers": row.get(answer.column, float("nan")),
+                "model": (None if preds is None
+                          else round(float(preds[COLUMN_INDEX[answer.column]]), 4)),
+                "learned": bool(loaded and answer.column in loaded.trained_columns),
+            })
+        st.markdown(f"**Q{question.number} {question.topic}** — {question.text}")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

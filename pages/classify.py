@@ -1,0 +1,99 @@
+"""Classify: upload images (or pick samples) -> verdict, 37 probabilities, Kaggle CSV."""
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from galaxy_core.images import ImageError, display_crop
+from galaxy_core.predict import predict_files, submission_csv_bytes
+from galaxy_core.schema import ANSWER_COLUMNS, answer_name
+from galaxy_core.verdict import top_answer, walk_tree
+from pages.common import (UPLOAD_LIMIT_TEXT, UPLOAD_TYPES, active_model, probabilities_frame,
+                          probability_chart, sample_paths, thumb)
+
+MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
+
+st.title("🔭 Classify galaxies")
+loaded = active_model()
+if loaded is None:
+    st.stop()
+
+uploads = st.file_uploader(f"Upload galaxy images ({UPLOAD_LIMIT_TEXT})", type=UPLOAD_TYPES,
+                           accept_multiple_files=True)
+st.caption(f"Upload limit: {UPLOAD_LIMIT_TEXT}. Best results with SDSS-like colour cut-outs "
+           f"centred on the galaxy, as in the Kaggle images (424 px).")
+
+samples = sample_paths()
+names = {os.path.splitext(os.path.basename(p))[0]: p for p in samples}
+if "classify_samples" in st.session_state:  # handed over by the Home gallery
+    st.session_state["classify_pick"] = [os.path.splitext(os.path.basename(p))[0]
+                                         for p in st.session_state.pop("classify_samples")
+                                         if p in samples]
+chosen = st.multiselect("…or pick shipped sample galaxies", list(names), key="classify_pick")
+left, right = st.columns([1, 3])
+left.button("Try 4 samples", help="one click: classify four shipped galaxies",
+            on_click=lambda: st.session_state.update(classify_pick=list(names)[:4]))
+tta = right.toggle("Average over 8 rotations/flips (test-time augmentation, 8x the compute)",
+                   value=False)
+
+sources = [f.getvalue() for f in uploads or []] + [names[c] for c in chosen]
+labels = [f.name for f in uploads or []] + [f"{c}.jpg" for c in chosen]
+if not sources:
+    st.info("Upload one or more images, or pick a sample galaxy, to see what the model says.")
+    st.stop()
+
+with st.spinner(f"Classifying {len(sources)} image(s)…"):
+    result = predict_files(loaded, sources, names=labels, batch_size=32, tta=tta,
+                           workers=0 if len(sources) <= 32 else 2)
+for _, message in result.errors:
+    st.error(f"Skipped: {message}")
+if result.frame.empty:
+    st.stop()
+
+values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
+good_sources = [sources[i] for i in result.kept]
+verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
+
+if len(values) > 1:
+    st.subheader(f"{len(values)} galaxies")
+    table = pd.DataFrame({
+        "GalaxyID": result.frame["GalaxyID"],
+        "verdict": [v.text for v in verdicts],
+        "top learned answer": [answer_name(top_answer(v, loaded.trained_columns)) for v in values],
+    })
+    st.dataframe(table, hide_index=True, width="stretch")
+untrained = loaded.untrained_columns
+st.download_button(
+    "Download predictions (Kaggle CSV)", submission_csv_bytes(result.frame),
+    file_name="galaxy_predictions.csv", mime="text/csv",
+    help="Header GalaxyID,Class1.1,…,Class11.6." + (
+        f" {len(untrained)} answers were never learned by this model: their columns hold the "
+        f"untrained head's output, not predictions." if untrained else ""))
+
+for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], verdicts, values)):
+    if i >= MAX_DETAILED:
+        st.caption(f"Charts shown for the first {MAX_DETAILED}; all {len(values)} are in the "
+                   f"table and the CSV.")
+        break
+    st.divider()
+    image_col, chart_col = st.columns([1, 2])
+    with image_col:
+        source = good_sources[i]
+        shown = thumb(source, 320, loaded.preprocess.crop_fraction) if isinstance(source, str) \
+            else None
+        if shown is None:
+            try:
+                shown = display_crop(source, loaded.preprocess)
+            except ImageError:
+                shown = None
+        if shown is not None:
+            st.image(shown, caption=f"{galaxy_id} — the region the model sees", width="stretch")
+    with chart_col:
+        st.markdown(f"### {galaxy_id}")
+        st.markdown(f"**Verdict:** {verdict.text}")
+        frame = probabilities_frame(preds, loaded.trained_columns)
+        st.altair_chart(probability_chart(frame), width="stretch")
+        with st.expander("All 37 probabilities as a table"):
+            st.dataframe(frame.assign(probability=frame["probability"].round(4)),
+                         hide_index=True, width="stretch")

@@ -1,0 +1,56 @@
+"""Home: what the tool does, the decision tree at a glance, a sample gallery, credits."""
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from galaxy_core.schema import QUESTIONS
+from pages.common import sample_paths, thumb
+
+st.title("🌌 Galaxy Zoo morphology")
+st.markdown(
+    "Upload a galaxy image and a ResNet18 trained on Galaxy Zoo 2 volunteer votes predicts "
+    "how people would describe it: the 37 answer probabilities of the Galaxy Zoo decision "
+    "tree, with a one-line verdict. **Grad-CAM** shows which pixels drove each answer."
+)
+
+st.subheader("Try it")
+samples = sample_paths()
+if not samples:
+    st.info("No sample galaxies are installed (assets/samples).")
+columns = st.columns(6)
+for i, path in enumerate(samples[:12]):
+    with columns[i % 6]:
+        image = thumb(path, 140, 0.6)
+        if image is not None:
+            st.image(image, width="stretch")
+        galaxy_id = os.path.splitext(os.path.basename(path))[0]
+        if st.button(f"Classify {galaxy_id}", key=f"home_try_{galaxy_id}", width="stretch"):
+            st.session_state["classify_samples"] = [path]
+            st.switch_page("pages/classify.py")
+
+st.subheader("The decision tree at a glance")
+st.dataframe(pd.DataFrame([{
+    "question": f"Q{q.number}",
+    "asks": q.text,
+    "answers": "; ".join(a.label for a in q.answers),
+    "asked when": "always" if q.number in (1, 6) else
+    ", ".join(f"{a.label} ({a.column})" for p in QUESTIONS for a in p.answers
+              if a.next_question == q.number),
+} for q in QUESTIONS]), hide_index=True, width="stretch")
+st.caption("Kaggle weighting: a question's answers sum to the value of the answer it hangs off "
+           "(Q1 and Q6 sum to 1).")
+
+st.subheader("Credits and limitations")
+st.markdown(
+    "- Images: **Sloan Digital Sky Survey**. Labels: **Galaxy Zoo 2** volunteers (Willett et al. "
+    "2013, MNRAS 435, 2835), as released for the Kaggle *Galaxy Challenge* (Dieleman, Willett & "
+    "Dambre 2015, MNRAS 450, 1441).\n"
+    "- The shipped model learned only questions 1, 2, 6, 7 and 8 (the answers available for its "
+    "training sample); answers to the other questions are shown greyed out as *not learned*.\n"
+    "- It was trained on 3,200 SDSS galaxies, centred in 424 px cut-outs like the Kaggle images. "
+    "Other telescopes, framings or processed images are outside what it has seen.\n"
+    "- Predictions estimate what volunteers would vote, not physical truth. See the **Model "
+    "card** page for accuracy per question."
+)

@@ -1,0 +1,42 @@
+"""Model card: what the active model is, how it was trained, how well it does, its limits."""
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from galaxy_core import paths, registry
+from galaxy_core.schema import QUESTIONS
+from pages.common import active_model
+
+st.title("📄 Model card")
+loaded = active_model()
+if loaded is None:
+    st.stop()
+
+info = registry.describe_model(loaded)
+st.subheader(f"Active model: {registry.model_label(loaded.path)}")
+left, middle, right = st.columns(3)
+left.metric("Validation RMSE", f"{info['val_rmse']:.4f}" if info["val_rmse"] else "n/a")
+middle.metric("Mean-prediction baseline", f"{info['baseline_rmse']:.4f}"
+              if info["baseline_rmse"] else "n/a")
+right.metric("Input", f"{info['image_size']} px, centre {info['crop_fraction']:.0%}")
+st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; epoch "
+           f"{info['epoch']}.")
+
+best = ((loaded.meta.get("metrics") or {}).get("best") or {})
+per_question = (best.get("val") or {}).get("per_question") or {}
+baseline = (best.get("baseline_val") or {}).get("per_question") or {}
+if per_question:
+    st.dataframe(pd.DataFrame([{
+        "question": f"Q{q.number} {q.topic}",
+        "validation RMSE": per_question.get(f"Q{q.number}"),
+        "mean baseline": baseline.get(f"Q{q.number}"),
+        "learned": f"Q{q.number} {q.topic}" in info["learned_questions"],
+    } for q in QUESTIONS]), hide_index=True, width="stretch")
+
+if os.path.abspath(loaded.path) == os.path.abspath(paths.DEFAULT_MODEL) and \
+        os.path.isfile(paths.MODEL_CARD):
+    st.markdown(open(paths.MODEL_CARD, encoding="utf-8").read())
+else:
+    st.info("This model was trained here; the full written card describes the shipped model.")

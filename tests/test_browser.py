@@ -1,0 +1,91 @@
+"""The main flow in a real browser: start the server, upload a galaxy, wait for the chart.
+
+Needs Debian's Chromium (`apt-get install chromium`) and the `playwright` Python package
+(`make test` installs both where it can); otherwise skipped with a reason.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from galaxy_core import paths
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or \
+    shutil.which("chromium-browser")
+SCREENSHOT_DIR = os.environ.get("BROWSER_SCREENSHOTS", "")
+
+playwright = pytest.importorskip(
+    "playwright.sync_api", reason="pip install playwright (make test does) to run browser tests")
+if not CHROMIUM:
+    pytest.skip("no Chromium found: apt-get install chromium (or set CHROMIUM_PATH) to run the "
+                "real-browser test", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "GALAXY_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
+    process = subprocess.Popen(
+        [sys.executable, "serve.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the Streamlit server did not start within 90 s")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_upload_a_galaxy_and_see_the_chart(server, tmp_path):
+    sample = os.path.join(paths.SAMPLE_IMAGES, sorted(os.listdir(paths.SAMPLE_IMAGES))[0])
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(f"{server}/classify", timeout=60_000)
+            page.wait_for_selector("input[type=file]", state="attached", timeout=60_000)
+            page.set_input_files("input[type=file]", sample)
+            page.get_by_text("Verdict:").first.wait_for(timeout=90_000)
+            page.wait_for_selector(".vega-embed", timeout=60_000)
+            text = page.inner_text("body")
+            assert "Verdict:" in text
+            assert "Download predictions (Kaggle CSV)" in text
+            folder = SCREENSHOT_DIR or str(tmp_path)
+            os.makedirs(folder, exist_ok=True)
+            shot = os.path.join(folder, "classify.png")
+            page.screenshot(path=shot, full_page=True)
+            assert os.path.getsize(shot) > 10_000
+        finally:
+            browser.close()

@@ -1,0 +1,165 @@
+"""Every page through Streamlit's AppTest, on the shipped model and sample galaxies."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from galaxy_core import paths
+from tests.conftest import galaxy_image
+
+APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
+PAGES = ["pages/home.py", "pages/classify.py", "pages/gradcam.py", "pages/browse.py",
+         "pages/model_card.py", "pages/train.py"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_runs(tmp_path, monkeypatch):
+    """Training page runs and the active-model file go to a temporary folder."""
+    monkeypatch.setattr(paths, "RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("GALAXY_ADMIN_PASSWORD", raising=False)
+
+
+def app(page=None):
+    at = AppTest.from_file(APP, default_timeout=120).run()  # registers st.navigation's pages
+    if page:
+        at.switch_page(page).run()
+    return at
+
+
+def png_bytes(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def verdicts(at):
+    return [m.value for m in at.markdown if m.value.startswith("**Verdict:**")]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(page):
+    at = app(page)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_sidebar_shows_the_active_model_and_what_it_did_not_learn():
+    at = app()
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert "validation RMSE" in captions and "Not learned" in captions
+    assert at.sidebar.selectbox[0].value == paths.DEFAULT_MODEL
+
+
+def test_classify_an_upload_shows_verdict_and_37_probabilities():
+    at = app("pages/classify.py")
+    sample = os.path.join(paths.SAMPLE_IMAGES, sorted(os.listdir(paths.SAMPLE_IMAGES))[0])
+    at.file_uploader[0].set_value(("galaxy.png", png_bytes(Image.open(sample)), "image/png")).run()
+    assert not at.exception
+    assert len(verdicts(at)) == 1
+    tables = [d.value for d in at.dataframe if len(d.value) == 37]
+    assert tables and tables[0]["probability"].between(0, 1).all()
+    assert (~tables[0]["learned"]).sum() == 20  # the shipped model learned 17 of 37 answers
+    assert at.get("download_button")
+
+
+def test_one_click_samples_and_bad_uploads_do_not_break_the_page():
+    at = app("pages/classify.py")
+    at.button[0].click().run()  # "Try 4 samples"
+    assert len(verdicts(at)) == 4
+    at.file_uploader[0].set_value([
+        ("empty.jpg", b"", "image/jpeg"),
+        ("junk.png", b"definitely not a png", "image/png"),
+        ("grey16.png", png_bytes(Image.fromarray(
+            (np.asarray(galaxy_image(2).convert("L"), dtype=np.uint16) * 200))), "image/png"),
+        ("cmyk.jpg", _jpeg(galaxy_image(3).convert("CMYK")), "image/jpeg"),
+    ]).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "empty.jpg" in errors and "junk.png" in errors
+    assert len(verdicts(at)) == 6  # 2 odd-but-valid uploads + 4 samples
+
+
+def _jpeg(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_gradcam_page_produces_an_overlay_for_every_method():
+    at = app("pages/gradcam.py")
+    assert len(at.get("imgs")) >= 1 or at.get("image")
+    at.radio[0].set_value("gradcam++").run()
+    assert not at.exception
+    assert any("Grad-CAM++" in m.value for m in at.markdown)
+    assert at.get("download_button")
+
+
+def test_browser_filters_and_shows_labels_beside_predictions():
+    at = app("pages/browse.py")
+    filter_box = next(s for s in at.selectbox if s.label == "Filter by")
+    filter_box.set_value("Class1.1").run()
+    value = next(n for n in at.number_input if n.label == "value")
+    value.set_value(0.7).run()
+    assert not at.exception
+    page_label = next(n for n in at.number_input if n.label.startswith("Page")).label
+    matching = int(page_label.split(";")[1].split()[0])
+    import pandas as pd
+    labels = pd.read_csv(paths.SAMPLE_LABELS)
+    assert matching == int((labels["Class1.1"] > 0.7).sum())
+    assert any("Q1 shape" in m.value for m in at.markdown)
+
+
+def test_browser_reports_a_missing_folder():
+    at = app("pages/browse.py")
+    next(t for t in at.text_input if t.label == "Labels CSV").set_value("/nowhere/labels.csv").run()
+    assert not at.exception
+    assert "not found" in at.error[0].value
+
+
+def test_training_is_locked_on_a_public_server_without_password():
+    at = app("pages/train.py")
+    assert "locked" in at.warning[0].value
+    assert not at.get("form") or not any(b.label == "Start training" for b in at.button)
+
+
+def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "s3cret")
+    at = app("pages/train.py")
+    at.text_input[0].set_value("wrong").run()
+    at.button[0].click().run()
+    assert "wrong password" in at.warning[0].value
+    at.text_input[0].set_value("s3cret").run()
+    at.button[0].click().run()
+    assert not at.warning
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_image_size").set_value(32)
+    at.number_input(key="train_batch_size").set_value(16)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    from pages.common import training_jobs
+    jobs = training_jobs()
+    jobs.wait(120)
+    assert jobs.state.status == "done", jobs.state.error
+    at.run()
+    assert any("Best checkpoint" in s.value for s in at.success)
+    next(b for b in at.button if b.label.startswith("Make it")).click().run()
+    from galaxy_core import registry
+    assert registry.active_model_path() == jobs.state.result.best_path
+    fresh = app()  # a new visitor gets the new active model
+    assert fresh.sidebar.selectbox[0].value == jobs.state.result.best_path
+
+
+def test_loopback_server_is_unlocked_without_password():
+    from streamlit import config
+    previous = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    try:
+        at = app("pages/train.py")
+    finally:
+        config.set_option("server.address", previous)
+    assert not at.warning
+    assert any(b.label == "Start training" for b in at.button)

@@ -1,0 +1,63 @@
+"""Export a training checkpoint for shipping: no optimiser state, optionally half precision.
+
+    python -m train.export --checkpoint runs/x/best.pt --out assets/models/galaxy_resnet18.pt --half
+
+With --half the weights are stored as float16 and the export is refused unless predictions
+on the check images (default: the shipped samples) change by less than --tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import numpy as np
+
+from galaxy_core import paths
+from galaxy_core.checkpoint import atomic_save, load_checkpoint, read_checkpoint
+from galaxy_core.data import list_images
+from galaxy_core.predict import predict_files
+from train.common import run_cli, setup_logging
+
+log = logging.getLogger("export")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--half", action="store_true", help="store weights as float16")
+    parser.add_argument("--tolerance", type=float, default=1e-3)
+    parser.add_argument("--check-images", default=paths.SAMPLE_IMAGES)
+    args = parser.parse_args(argv)
+    setup_logging()
+    raw = read_checkpoint(args.checkpoint)
+    original = load_checkpoint(args.checkpoint)  # validates the file first
+    raw = {k: v for k, v in raw.items() if k not in ("optimizer_state", "scheduler_state")}
+    if args.half:
+        raw["state_dict"] = {k: v.half() if v.is_floating_point() else v
+                             for k, v in raw["state_dict"].items()}
+    raw["exported_from"] = os.path.basename(os.path.dirname(os.path.abspath(args.checkpoint)))
+    tmp = f"{args.out}.candidate.pt"
+    atomic_save(raw, tmp)
+    try:
+        exported = load_checkpoint(tmp)
+        images = list_images(args.check_images)
+        before = predict_files(original, images, workers=0).frame.iloc[:, 1:].to_numpy()
+        after = predict_files(exported, images, workers=0).frame.iloc[:, 1:].to_numpy()
+        worst = float(np.abs(before - after).max())
+        log.info("largest prediction change on %d check images: %.2e", len(images), worst)
+        if worst >= args.tolerance:
+            raise ValueError(f"export changes predictions by {worst:.2e} >= {args.tolerance}")
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("wrote %s (%.1f MB)", args.out, os.path.getsize(args.out) / 1e6)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

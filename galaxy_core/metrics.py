@@ -43,19 +43,3 @@ def rmse_report(preds: np.ndarray, targets: np.ndarray) -> dict:
         "galaxies": int(len(targets)),
         "known_cells": int(known.sum()),
     }
-
-
-class RunningRMSE:
-    """Accumulates squared error over batches (cheap enough to run every validation)."""
-
-    def __init__(self):
-        self.preds, self.targets = [], []
-
-    def update(self, preds: torch.Tensor, targets: torch.Tensor):
-        self.preds.append(preds.detach().float().cpu().numpy())
-        self.targets.append(targets.detach().float().cpu().numpy())
-
-    def report(self) -> dict:
-        if not self.preds:
-            return rmse_report(np.zeros((0, len(ANSWER_COLUMNS))), np.zeros((0, len(ANSWER_COLUMNS))))
-        return rmse_report(np.concatenate(self.preds), np.concatenate(self.targets))

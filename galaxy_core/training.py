@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from . import augment
 from .checkpoint import atomic_save, make_checkpoint, read_resume_state
@@ -26,11 +27,13 @@ from .config import TrainConfig
 from .data import (check_images_exist, decode_images, image_path, read_labels, select_subset,
                    split_train_val)
 from .device import describe, select_device
+from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_across,
+                          shard_order, split_evenly, sync_buffers)
 from .images import normalize_float
+from .metrics import masked_mse, rmse_report
+from .model import build_model
 from .predict import run_model
 from .schema import NUM_ANSWERS
-from .metrics import RunningRMSE, masked_mse, rmse_report
-from .model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +100,17 @@ def baseline_report(train_targets: np.ndarray, val_targets: np.ndarray) -> dict:
     return rmse_report(np.broadcast_to(mean, val_targets.shape), val_targets)
 
 
-def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
-    emit = on_event or (lambda event: None)
-    should_stop = should_stop or _no_stop
-    started = time.perf_counter()
-    device = select_device(config.device)
-    preprocess = config.preprocess()
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+@dataclass
+class _Data:
+    table: object
+    train_table: object
+    val_table: object
+    train_images: torch.Tensor  # uint8 (N, 3, C, C), with room for rotations
+    val_images: torch.Tensor  # uint8 (M, 3, S, S), exactly the eval preprocessing
+    description: dict
 
+
+def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext) -> _Data:
     table = select_subset(read_labels(config.labels), config.subset, config.subset_mode,
                           config.seed)
     check_images_exist(config.images, table.galaxy_ids)
@@ -121,20 +126,64 @@ def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
                 "decode", step=done, steps=total, message=f"decoding {what} images",
                 elapsed_s=time.perf_counter() - started)))
 
-    train_images = decode(train_table, augment.context_size(preprocess),
-                          augment.context_fraction(preprocess), "training")
-    val_images = decode(val_table, preprocess.image_size, preprocess.crop_fraction, "validation")
-    train_targets = torch.from_numpy(train_table.targets)
-    val_targets = val_table.targets
+    def decode_all():
+        return (decode(train_table, augment.context_size(preprocess),
+                       augment.context_fraction(preprocess), "training"),
+                decode(val_table, preprocess.image_size, preprocess.crop_fraction, "validation"))
 
+    if ctx.distributed and config.cache_dir:
+        # rank 0 fills the shared on-disk cache; the others then read it instead of decoding
+        if ctx.is_main:
+            decode_all()
+        barrier(ctx)
+    train_images, val_images = decode_all()
+    description = {
+        "images": os.path.abspath(config.images), "labels": os.path.abspath(config.labels),
+        "galaxies": len(table), "train_galaxies": len(train_table),
+        "val_galaxies": len(val_table), "val_fraction": config.val_fraction,
+        "split_seed": config.seed, "subset": config.subset,
+        "val_ids_sha": ids_digest(val_table.galaxy_ids), "world_size": ctx.world_size,
+    }
+    return _Data(table, train_table, val_table, train_images, val_images, description)
+
+
+def _validate(net, data: _Data, preprocess, ctx: DistContext) -> dict:
+    """RMSE report on the validation set; each rank predicts a share, all ranks get the
+    whole report, identical to a single process's."""
+    sync_buffers(net, ctx)
+    mine = split_evenly(len(data.val_table), ctx)
+    preds = predict_cached(net, data.val_images[mine], preprocess)
+    full = np.zeros((len(data.val_table), NUM_ANSWERS), np.float32)
+    for index, part in gather((mine, preds), ctx):
+        full[index] = part
+    return rmse_report(full, data.val_table.targets)
+
+
+def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext = SINGLE,
+        device: torch.device | None = None) -> FitResult:
+    """Train per ``config``; under torchrun pass the session's ``ctx`` and ``device``."""
+    emit = (on_event or (lambda event: None)) if ctx.is_main else (lambda event: None)
+    should_stop = should_stop or _no_stop
+    started = time.perf_counter()
+    device = device or select_device(config.device)
+    preprocess = config.preprocess()
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    augment_generator = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
+
+    data = _load_data(config, preprocess, emit, started, ctx)
+    train_targets = torch.from_numpy(data.train_table.targets)
     net = build_model(config.model_config()).to(device).to(memory_format=torch.channels_last)
+    model = net
+    if ctx.distributed:
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                        else None)
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_table) / config.batch_size)
+    per_rank = len(shard_order(torch.arange(len(data.train_table)), ctx))
+    steps_per_epoch = math.ceil(per_rank / config.batch_size)
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
 
-    history, best_metrics, start_epoch = [], {}, 0
-    best_rmse = math.inf
+    history, best_metrics, start_epoch, best_rmse = [], {}, 0, math.inf
     if config.resume:
         state = read_resume_state(config.resume)
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
@@ -148,43 +197,42 @@ def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
         best_rmse = min([h["val_rmse"] for h in history if h.get("val_rmse") is not None]
                         or [math.inf])
         best_metrics = state.get("metrics", {}).get("best", {})
-        generator.manual_seed(config.seed + start_epoch)
+        augment_generator.manual_seed(config.seed * 1000 + ctx.rank + 7919 * start_epoch)
         log.info("resumed from %s at epoch %d", config.resume, start_epoch)
 
-    os.makedirs(config.out, exist_ok=True)
     best_path = os.path.join(config.out, "best.pt")
     last_path = os.path.join(config.out, "last.pt")
-    data_description = {
-        "images": os.path.abspath(config.images), "labels": os.path.abspath(config.labels),
-        "galaxies": len(table), "train_galaxies": len(train_table),
-        "val_galaxies": len(val_table), "val_fraction": config.val_fraction,
-        "split_seed": config.seed, "subset": config.subset,
-        "val_ids_sha": ids_digest(val_table.galaxy_ids),
-    }
-    baseline = baseline_report(train_table.targets, val_targets) if len(val_table) else {}
+    if ctx.is_main:
+        os.makedirs(config.out, exist_ok=True)
+    baseline = (baseline_report(data.train_table.targets, data.val_table.targets)
+                if len(data.val_table) else {})
     emit(TrainEvent("start", epoch=start_epoch, epochs=config.epochs, steps=steps_per_epoch,
-                    message=f"training on {describe(device)}",
-                    metrics={"device": describe(device), "train_galaxies": len(train_table),
-                             "val_galaxies": len(val_table),
+                    message=f"training on {describe(device)}"
+                            + (f" x {ctx.world_size} processes" if ctx.distributed else ""),
+                    metrics={"device": describe(device), "train_galaxies": len(data.train_table),
+                             "val_galaxies": len(data.val_table),
                              "baseline_val_rmse": baseline.get("rmse")},
                     elapsed_s=time.perf_counter() - started))
 
     cancelled = False
     for epoch in range(start_epoch, config.epochs):
-        net.train()
+        model.train()
         epoch_start = time.perf_counter()
-        order = torch.randperm(len(train_table), generator=generator)
+        # the same permutation on every rank (seeded by epoch), then each takes its share
+        order = torch.randperm(len(data.train_table),
+                               generator=torch.Generator().manual_seed(config.seed * 100003 + epoch))
+        order = shard_order(order, ctx)
         loss_sum, seen = 0.0, 0
         for step in range(steps_per_epoch):
-            if should_stop():
+            if any_rank(should_stop(), ctx, device):
                 cancelled = True
                 break
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            batch = train_images[index].to(device, non_blocking=True).float().div_(255.0)
-            batch = augment.augment_batch(batch, preprocess, config.augment, generator)
+            batch = data.train_images[index].to(device, non_blocking=True).float().div_(255.0)
+            batch = augment.augment_batch(batch, preprocess, config.augment, augment_generator)
             batch = normalize_float(batch, preprocess).contiguous(memory_format=torch.channels_last)
             targets = train_targets[index].to(device, non_blocking=True)
-            loss = masked_mse(net(batch), targets)
+            loss = masked_mse(model(batch), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -198,14 +246,13 @@ def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
         if cancelled:
             break
 
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen),
-                  "lr": optimizer.param_groups[0]["lr"],
-                  "epoch_s": time.perf_counter() - epoch_start,
-                  "train_images_per_s": seen / (time.perf_counter() - epoch_start)}
-        report = {}
-        if len(val_table):
-            preds = predict_cached(net, val_images, preprocess)
-            report = rmse_report(preds, val_targets)
+        elapsed = time.perf_counter() - epoch_start
+        record = {"epoch": epoch + 1,
+                  "train_loss": mean_across(loss_sum / max(1, seen), ctx, device),
+                  "lr": optimizer.param_groups[0]["lr"], "epoch_s": elapsed,
+                  "train_images_per_s": seen * ctx.world_size / elapsed}
+        report = _validate(net, data, preprocess, ctx) if len(data.val_table) else {}
+        if report:
             record.update(val_loss=report["rmse"] ** 2, val_rmse=report["rmse"],
                           val_per_question=report["per_question"])
         history.append(record)
@@ -214,24 +261,26 @@ def fit(config: TrainConfig, on_event=None, should_stop=None) -> FitResult:
         if improved:
             best_rmse = score
             best_metrics = {"epoch": epoch + 1, "val": report, "baseline_val": baseline}
-        metrics = {"best": best_metrics, "last": {"epoch": epoch + 1, "val": report}}
-        train_config = dataclasses.asdict(config)
+        if ctx.is_main:  # only rank 0 writes; it saves the unwrapped model
+            metrics = {"best": best_metrics, "last": {"epoch": epoch + 1, "val": report}}
 
-        def checkpoint(with_optimizer):
-            return make_checkpoint(
-                net, preprocess, table.columns, epoch=epoch + 1, metrics=metrics,
-                history=history, data=data_description, train_config=train_config,
-                optimizer_state=optimizer.state_dict() if with_optimizer else None,
-                scheduler_state=(scheduler.state_dict() if with_optimizer and scheduler
-                                 else None))
+            def checkpoint(with_optimizer):
+                return make_checkpoint(
+                    net, preprocess, data.table.columns, epoch=epoch + 1, metrics=metrics,
+                    history=history, data=data.description,
+                    train_config=dataclasses.asdict(config),
+                    optimizer_state=optimizer.state_dict() if with_optimizer else None,
+                    scheduler_state=(scheduler.state_dict() if with_optimizer and scheduler
+                                     else None))
 
-        atomic_save(checkpoint(True), last_path)
-        if improved:
-            atomic_save(checkpoint(False), best_path)
-        _write_json(os.path.join(config.out, "history.json"), history)
+            atomic_save(checkpoint(True), last_path)
+            if improved:
+                atomic_save(checkpoint(False), best_path)
+            _write_json(os.path.join(config.out, "history.json"), history)
         emit(TrainEvent("epoch", epoch=epoch + 1, epochs=config.epochs, steps=steps_per_epoch,
                         metrics={**record, "improved": improved, "best_rmse": best_rmse},
                         elapsed_s=time.perf_counter() - started))
+    barrier(ctx)  # the others wait until rank 0 has written the last checkpoint
 
     emit(TrainEvent("cancelled" if cancelled else "done", epoch=len(history),
                     epochs=config.epochs, metrics={"best_rmse": best_rmse},

@@ -38,9 +38,11 @@ class LazyBar:
         return False
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """INFO to stderr; ``quiet`` (ranks other than 0 under torchrun) keeps warnings only."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
 
 
 def checkpoint_or_default(path: str | None) -> str:

@@ -1,6 +1,7 @@
 """Predict the 37 answer probabilities for a folder (or list) of images, as a Kaggle CSV.
 
     python -m train.predict [--checkpoint CKPT] --images DIR_OR_FILES... --out CSV [--tta]
+    torchrun --nproc-per-node N -m train.predict ...   (each process takes a share; rank 0 writes)
 
 The CSV has the exact Kaggle submission header GalaxyID,Class1.1,...,Class11.6 with
 GalaxyID taken from each file name. Unreadable files are skipped and listed.
@@ -9,14 +10,18 @@ GalaxyID taken from each file name. Unreadable files are skipped and listed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 
+import numpy as np
+import pandas as pd
+
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import list_images
-from galaxy_core.device import select_device
-from galaxy_core.predict import predict_files
+from galaxy_core.distributed import distributed_session, gather, split_evenly
+from galaxy_core.predict import PredictionResult, predict_files
 from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
 
 log = logging.getLogger("predict")
@@ -36,6 +41,21 @@ def collect_images(items) -> list[str]:
     return paths
 
 
+def merge_shards(shards) -> PredictionResult:
+    """One result in input order from each rank's (input indices, result)."""
+    if len(shards) == 1:
+        return shards[0][1]
+    frames, kept, errors = [], [], []
+    for mine, part in shards:
+        frames.append(part.frame)
+        kept += [mine[i] for i in part.kept]
+        errors += part.errors
+    frame = pd.concat(frames, ignore_index=True)
+    order = np.argsort(kept, kind="stable")
+    return PredictionResult(frame=frame.iloc[order].reset_index(drop=True), errors=errors,
+                            kept=sorted(kept))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,12 +70,17 @@ def main(argv=None) -> int:
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")
     args = parser.parse_args(argv)
-    setup_logging()
-    loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
-    paths = collect_images(args.images)
-    with LazyBar("predicting") as progress:
-        result = predict_files(loaded, paths, batch_size=args.batch_size, tta=args.tta,
-                               workers=args.workers, on_progress=progress)
+    with distributed_session(args.device) as (ctx, device):
+        setup_logging(quiet=not ctx.is_main)
+        loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), device)
+        paths = collect_images(args.images)
+        mine = split_evenly(len(paths), ctx)  # under torchrun each rank takes a share
+        with LazyBar("predicting") if ctx.is_main else contextlib.nullcontext() as progress:
+            result = predict_files(loaded, [paths[i] for i in mine], batch_size=args.batch_size,
+                                   tta=args.tta, workers=args.workers, on_progress=progress)
+        result = merge_shards(gather((mine, result), ctx))
+    if not ctx.is_main:
+        return 0
     result.to_csv(args.out, blank_columns=loaded.untrained_columns if args.blank_untrained else ())
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
     if loaded.untrained_columns and not args.blank_untrained:

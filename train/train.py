@@ -1,6 +1,7 @@
 """Train a ResNet18 on Galaxy Zoo vote fractions.
 
     python -m train.train --images DIR --labels CSV --out DIR [options]
+    torchrun --nproc-per-node N -m train.train ...   (DistributedDataParallel; --batch-size is per process)
 
 Saves best.pt, last.pt, history.json and curves.png in --out.
 """
@@ -13,6 +14,7 @@ import os
 
 from tqdm import tqdm
 
+from galaxy_core.distributed import distributed_session
 from galaxy_core.config import TrainConfig, add_dataclass_flags, from_namespace
 from galaxy_core.plots import save_training_curves
 from galaxy_core.training import fit
@@ -71,14 +73,15 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
-    setup_logging()
     config = from_namespace(TrainConfig, args)
-    printer = ProgressPrinter()
-    try:
-        result = fit(config, on_event=printer)
-    finally:
-        printer.close()
-    if result.history:
+    with distributed_session(config.device) as (ctx, device):
+        setup_logging(quiet=not ctx.is_main)
+        printer = ProgressPrinter()
+        try:
+            result = fit(config, on_event=printer, ctx=ctx, device=device)
+        finally:
+            printer.close()
+    if ctx.is_main and result.history:
         curves = save_training_curves(result.history, os.path.join(config.out, "curves.png"))
         log.info("curves: %s", curves)
     log.info("best checkpoint: %s", result.best_path or "none")

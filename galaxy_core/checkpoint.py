@@ -17,7 +17,6 @@ import platform
 import re
 import tempfile
 import threading
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -123,9 +122,9 @@ def read_checkpoint(path) -> dict:
                 f"{path}: refused to load: it holds a Python object ({culprit.group(1)}) beyond "
                 f"tensors and plain data, and such files are never unpickled for safety") from exc
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"({str(exc).splitlines()[0][:200]})") from exc
+    except Exception as exc:  # garbage makes torch.load fail in many ways (IndexError, ...)
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail})") from exc
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a dict of weights, got {type(raw).__name__}")
     return raw

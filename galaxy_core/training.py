@@ -254,7 +254,8 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
         report = _validate(net, data, preprocess, ctx) if len(data.val_table) else {}
         if report:
             record.update(val_loss=report["rmse"] ** 2, val_rmse=report["rmse"],
-                          val_per_question=report["per_question"])
+                          val_per_question=report["per_question"],
+                          val_per_answer=report["per_answer"])
         history.append(record)
         score = report.get("rmse", record["train_loss"] ** 0.5)
         improved = score < best_rmse

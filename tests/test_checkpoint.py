@@ -108,3 +108,11 @@ def test_atomic_save_leaves_the_old_file_when_saving_fails(tmp_path):
         atomic_save({"a": lambda: None}, path)  # unpicklable
     assert torch.load(path, weights_only=True)["a"].shape == (1,)
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+@pytest.mark.parametrize("content", [b"this is not a checkpoint", b"\x80\x02}q\x00.", b"PK\x03\x04junk"])
+def test_any_garbage_is_a_checkpoint_error(tmp_path, content):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)

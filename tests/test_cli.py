@@ -101,3 +101,43 @@ def test_errors_are_one_clear_line(trained, args, message):
 def test_help(tool):
     done = run(tool, "--help")
     assert done.returncode == 0 and "usage" in done.stdout
+
+
+def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
+    exported = tmp_path / "shipped.pt"
+    done = run("train.export", "--checkpoint", str(trained / "best.pt"), "--out", str(exported),
+               "--half", "--check-images", galaxy_folder["images"])
+    assert done.returncode == 0, done.stderr
+    assert "largest prediction change" in done.stderr
+    import torch
+    raw = torch.load(exported, weights_only=True)
+    assert "optimizer_state" not in raw
+    assert all(v.dtype == torch.float16 for v in raw["state_dict"].values() if v.is_floating_point())
+
+    report = tmp_path / "eval.json"
+    run("train.evaluate", "--checkpoint", str(exported), "--images", galaxy_folder["images"],
+        "--labels", galaxy_folder["labels"], "--split", "val", "--json", str(report),
+        "--workers", "0")
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps([{"name": "tiny", "epochs": 2, "best_val_rmse": 0.2,
+                                     "minutes": 0.1}]))
+    card = tmp_path / "card.md"
+    done = run("train.model_card", "--checkpoint", str(exported), "--evaluation", str(report),
+               "--variants", str(variants), "--out", str(card))
+    assert done.returncode == 0, done.stderr
+    text = card.read_text()
+    rmse = json.load(open(report))["model"]["rmse"]
+    assert f"{rmse:.4f}" in text and "| tiny | 2 |" in text
+
+
+def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):
+    out = tmp_path / "samples"
+    done = run("train.make_samples", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", str(out), "--count", "3", "--val-fraction",
+               "0.25")
+    assert done.returncode == 0, done.stderr
+    from galaxy_core.data import read_labels, split_train_val
+    _, val = split_train_val(read_labels(galaxy_folder["labels"]), 0.25, 0)
+    chosen = pd.read_csv(out / "labels.csv")["GalaxyID"]
+    assert len(chosen) == 3 and set(chosen) <= set(val.galaxy_ids)
+    assert len(os.listdir(out / "images")) == 3

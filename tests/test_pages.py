@@ -23,6 +23,20 @@ def isolated_runs(tmp_path, monkeypatch):
     monkeypatch.delenv("GALAXY_ADMIN_PASSWORD", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def router_only(monkeypatch):
+    """As serve.py does for the real server: pages/ is st.navigation's, not legacy auto-pages
+    (AppTest re-detects the folder before every run, so switch it off after each detection)."""
+    from streamlit.runtime.pages_manager import PagesManager
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
 def app(page=None):
     at = AppTest.from_file(APP, default_timeout=120).run()  # registers st.navigation's pages
     if page:
@@ -163,3 +177,17 @@ def test_loopback_server_is_unlocked_without_password():
         config.set_option("server.address", previous)
     assert not at.warning
     assert any(b.label == "Start training" for b in at.button)
+
+
+def test_a_broken_checkpoint_in_runs_is_reported_and_the_app_keeps_working(tmp_path):
+    broken = tmp_path / "runs" / "bad-run"
+    broken.mkdir(parents=True)
+    (broken / "best.pt").write_bytes(b"this is not a checkpoint")
+    at = app("pages/classify.py")
+    at.sidebar.selectbox[0].set_value(str(broken / "best.pt")).run()
+    assert not at.exception
+    assert any("not a readable PyTorch checkpoint" in e.value for e in at.error)
+    at.sidebar.selectbox[0].set_value(paths.DEFAULT_MODEL).run()
+    at.button[0].click().run()
+    assert len(verdicts(at)) == 4
+    assert (broken / "best.pt").read_bytes() == b"this is not a checkpoint"

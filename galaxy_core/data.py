@@ -162,18 +162,29 @@ class GalaxyZooDataset(Dataset):
         return image, self.ids[index]
 
 
-class _DecodeJob(Dataset):
-    def __init__(self, paths, size, crop_fraction):
-        self.paths, self.size, self.crop_fraction = paths, size, crop_fraction
+class DecodeJob(Dataset):
+    """Decodes image ``i`` of ``sources`` (paths or bytes) in a DataLoader worker. An
+    unreadable image yields a blank tensor and its error message instead of raising, so a
+    batch job can report it and go on."""
+
+    def __init__(self, sources, size: int, crop_fraction: float, names=None):
+        self.sources, self.size, self.crop_fraction = sources, size, crop_fraction
+        self.names = names
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.sources)
 
     def __getitem__(self, index):
+        name = self.names[index] if self.names is not None else None
         try:
-            return prepare(self.paths[index], self.size, self.crop_fraction), index, ""
+            return prepare(self.sources[index], self.size, self.crop_fraction, name), index, ""
         except ImageError as exc:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc)
+
+
+def collate_decoded(items):
+    images, index, errors = zip(*items)
+    return torch.stack(images), list(index), list(errors)
 
 
 def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
@@ -192,8 +203,8 @@ def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
             log.info("using decoded-image cache %s", cache_file)
             return torch.from_numpy(np.load(cache_file))
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
-    loader = DataLoader(_DecodeJob(paths, size, crop_fraction), batch_size=64,
-                        num_workers=workers, collate_fn=_collate_decoded)
+    loader = DataLoader(DecodeJob(paths, size, crop_fraction), batch_size=64,
+                        num_workers=workers, collate_fn=collate_decoded)
     done = 0
     for images, index, errors in loader:
         failed = [e for e in errors if e]
@@ -209,8 +220,3 @@ def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
         np.save(tmp, out.numpy())
         os.replace(tmp, cache_file)
     return out
-
-
-def _collate_decoded(items):
-    images, index, errors = zip(*items)
-    return torch.stack(images), torch.tensor(index), list(errors)

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from . import augment
 from .checkpoint import LoadedModel
-from .images import ImageError, normalize, prepare_for_model
+from .data import DecodeJob, collate_decoded
+from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -60,26 +61,6 @@ def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | No
     return predict_tensor(loaded, image.unsqueeze(0), tta)[0]
 
 
-class _Files(Dataset):
-    def __init__(self, sources, names, preprocess):
-        self.sources, self.names, self.preprocess = sources, names, preprocess
-
-    def __len__(self):
-        return len(self.sources)
-
-    def __getitem__(self, index):
-        size = self.preprocess.image_size
-        try:
-            return prepare_for_model(self.sources[index], self.preprocess, self.names[index]), index, ""
-        except ImageError as exc:
-            return torch.zeros(3, size, size, dtype=torch.uint8), index, str(exc)
-
-
-def _collate(items):
-    images, index, errors = zip(*items)
-    return torch.stack(images), list(index), list(errors)
-
-
 def galaxy_id_of(name: str) -> str:
     return os.path.splitext(os.path.basename(str(name)))[0]
 
@@ -94,8 +75,9 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     workers = workers if len(sources) > batch_size else 0  # not worth forking for one batch
-    loader = DataLoader(_Files(sources, names, loaded.preprocess), batch_size=batch_size,
-                        num_workers=workers, collate_fn=_collate,
+    job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names)
+    loader = DataLoader(job, batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_decoded,
                         pin_memory=loaded.device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if workers else None)
     rows, ids, kept, errors, done = [], [], [], [], 0

@@ -17,6 +17,7 @@ import streamlit as st
 
 from galaxy_core import paths, registry
 from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
+from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
 from galaxy_core.images import ImageError, MAX_BYTES, display_crop
 from galaxy_core.jobs import TrainingJobs
@@ -51,7 +52,7 @@ def training_jobs() -> TrainingJobs:
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(path: str, mtime: float, size: int, crop_fraction: float) -> np.ndarray | None:
     try:
-        return display_crop(path, _crop_preprocess(crop_fraction), size)
+        return display_crop(path, Preprocess(crop_fraction=crop_fraction), size)
     except ImageError:
         return None
 
@@ -62,11 +63,6 @@ def labels_frame(path: str, mtime: float) -> pd.DataFrame:
     frame = pd.DataFrame(table.targets, columns=list(ANSWER_COLUMNS))[list(table.columns)]
     frame.insert(0, "GalaxyID", table.galaxy_ids)
     return frame
-
-
-def _crop_preprocess(crop_fraction):
-    from galaxy_core.config import Preprocess
-    return Preprocess(crop_fraction=crop_fraction)
 
 
 def thumb(path: str, size: int = 160, crop_fraction: float = 1.0):

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core.schema import QUESTIONS
-from pages.common import sample_paths, thumb
+from galaxy_core.registry import describe_model
+from pages.common import active_model, sample_paths, thumb
 
 st.title("🌌 Galaxy Zoo morphology")
 st.markdown(
@@ -43,14 +44,21 @@ st.caption("Kaggle weighting: a question's answers sum to the value of the answe
            "(Q1 and Q6 sum to 1).")
 
 st.subheader("Credits and limitations")
+loaded = active_model()
+limits = ""
+if loaded is not None:
+    info = describe_model(loaded)
+    if info["not_learned_questions"]:
+        limits += (f"- The active model learned {', '.join(info['learned_questions'])}; the "
+                   f"other answers ({', '.join(info['not_learned_questions'])}) had no training "
+                   f"targets and are shown greyed out as *not learned*.\n")
+    limits += (f"- It was trained on {info['data']} (SDSS galaxies centred in 424 px cut-outs, "
+               f"like the Kaggle images). Other telescopes, framings or processed images are "
+               f"outside what it has seen.\n")
 st.markdown(
     "- Images: **Sloan Digital Sky Survey**. Labels: **Galaxy Zoo 2** volunteers (Willett et al. "
     "2013, MNRAS 435, 2835), as released for the Kaggle *Galaxy Challenge* (Dieleman, Willett & "
-    "Dambre 2015, MNRAS 450, 1441).\n"
-    "- The shipped model learned only questions 1, 2, 6, 7 and 8 (the answers available for its "
-    "training sample); answers to the other questions are shown greyed out as *not learned*.\n"
-    "- It was trained on 3,200 SDSS galaxies, centred in 424 px cut-outs like the Kaggle images. "
-    "Other telescopes, framings or processed images are outside what it has seen.\n"
+    "Dambre 2015, MNRAS 450, 1441).\n" + limits +
     "- Predictions estimate what volunteers would vote, not physical truth. See the **Model "
     "card** page for accuracy per question."
 )

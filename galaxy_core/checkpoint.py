@@ -23,7 +23,7 @@ import torch
 import torchvision
 
 from .config import ModelConfig, Preprocess
-from .model import GalaxyNet
+from .model import GalaxyNet, inference_copy
 from .schema import ANSWER_COLUMNS, NUM_ANSWERS, check_columns
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,14 @@ class LoadedModel:
     meta: dict
     path: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fast_net: torch.nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def fast_net(self) -> torch.nn.Module:
+        """BatchNorm-folded copy for prediction, built on first use (see ``inference_copy``)."""
+        if self._fast_net is None:
+            self._fast_net = inference_copy(self.net)
+        return self._fast_net
 
     @property
     def device(self) -> torch.device:

@@ -37,22 +37,24 @@ class PredictionResult:
 
 @torch.inference_mode()
 def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False) -> np.ndarray:
-    """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode."""
+    """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode.
+    ``net`` is a ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1]."""
     net.eval()
     device = next(net.parameters()).device
     batch = normalize(images_uint8.to(device), preprocess)
     batch = batch.contiguous(memory_format=torch.channels_last)
     if tta:
-        preds = torch.stack([net.predict(v) for v in augment.dihedral_views(batch)]).mean(0)
+        preds = torch.stack([net(v).clamp(0, 1) for v in augment.dihedral_views(batch)]).mean(0)
     else:
-        preds = net.predict(batch)
+        preds = net(batch).clamp(0, 1)
     return preds.float().cpu().numpy()
 
 
 def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False) -> np.ndarray:
-    """Like ``run_model`` on the shared model, under its lock (Grad-CAM hooks it temporarily)."""
+    """``run_model`` with the shared model's BatchNorm-folded copy, one request at a time
+    (two at once would only fight over the same cores)."""
     with loaded.lock:
-        return run_model(loaded.net, loaded.preprocess, images_uint8, tta)
+        return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta)
 
 
 def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None) -> np.ndarray:

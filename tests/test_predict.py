@@ -68,3 +68,17 @@ def test_csv_header_is_enforced(loaded, tmp_path):
     from galaxy_core.predict import write_submission_csv
     with pytest.raises(ValueError, match="Kaggle columns"):
         write_submission_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")
+
+
+def test_batchnorm_folded_copy_predicts_the_same():
+    loaded = make_loaded(head="tree", image_size=48)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for module in loaded.net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    images = torch.randint(0, 255, (4, 3, 48, 48), dtype=torch.uint8)
+    reference = run_model(loaded.net, loaded.preprocess, images)
+    fast = run_model(loaded.fast_net, loaded.preprocess, images)
+    np.testing.assert_allclose(fast, reference, atol=1e-5)
+    assert loaded.fast_net is loaded.fast_net  # built once

@@ -1,20 +1,22 @@
 """Prediction: one image or a folder of images -> 37 probabilities (Kaggle submission format).
 
-Images are decoded in worker processes while the model runs (``inference_mode``,
+Images are decoded in threads while the model runs (``inference_mode``,
 channels-last), optionally averaging the 8 flips/right-angle rotations (test-time
 augmentation). A file that cannot be read is reported and skipped, never fatal for a batch.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from . import augment
 from .checkpoint import LoadedModel
@@ -67,8 +69,30 @@ def galaxy_id_of(name: str) -> str:
     return os.path.splitext(os.path.basename(str(name)))[0]
 
 
+def decoded_batches(job: DecodeJob, batch_size: int, threads: int, ahead: int = 4):
+    """Yield ``job``'s items collated in batches, in order, decoding up to ``ahead`` batches
+    ahead in ``threads`` threads (0: in this thread). Pillow releases the GIL while it decodes
+    and resizes, so threads overlap decoding with the model without the start-up and copying
+    costs of worker processes; memory stays bounded by ``ahead`` batches."""
+    def decode(start):
+        return collate_decoded([job[i] for i in range(start, min(start + batch_size, len(job)))])
+
+    starts = iter(range(0, len(job), batch_size))
+    if threads <= 0:
+        yield from (decode(start) for start in starts)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        pending = deque(pool.submit(decode, start) for start in itertools.islice(starts, ahead))
+        while pending:
+            batch = pending.popleft().result()
+            following = next(starts, None)
+            if following is not None:
+                pending.append(pool.submit(decode, following))
+            yield batch
+
+
 def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32,
-                  tta: bool = False, workers: int = 2, on_progress=None) -> PredictionResult:
+                  tta: bool = False, workers: int = 1, on_progress=None) -> PredictionResult:
     """Predict many images (paths, or bytes with ``names``); GalaxyID = file name stem."""
     sources = list(sources)
     names = list(names) if names is not None else [str(s) for s in sources]
@@ -76,14 +100,12 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
         raise ValueError(f"{len(sources)} images but {len(names)} names")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    workers = workers if len(sources) > batch_size else 0  # not worth forking for one batch
     job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names)
-    loader = DataLoader(job, batch_size=batch_size, num_workers=workers,
-                        collate_fn=collate_decoded,
-                        pin_memory=loaded.device.type == "cuda",
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    pin = loaded.device.type == "cuda"
     rows, ids, kept, errors, done = [], [], [], [], 0
-    for images, index, failures in loader:
+    for images, index, failures in decoded_batches(job, batch_size, workers):
+        if pin:
+            images = images.pin_memory()
         good = [i for i, e in enumerate(failures) if not e]
         errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
         if good:

@@ -24,8 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from . import augment
 from .checkpoint import atomic_save, make_checkpoint, read_resume_state
 from .config import TrainConfig
-from .data import (check_images_exist, decode_images, image_path, read_labels, select_subset,
-                   split_train_val)
+from .data import (DataError, check_images_exist, decode_images, image_path, read_labels,
+                   select_subset, split_train_val)
 from .device import describe, select_device
 from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_across,
                           shard_order, split_evenly, sync_buffers)
@@ -180,7 +180,12 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     per_rank = len(shard_order(torch.arange(len(data.train_table)), ctx))
-    steps_per_epoch = math.ceil(per_rank / config.batch_size)
+    if per_rank < 2:
+        raise DataError(f"{len(data.train_table)} training galaxies are too few: each process "
+                        f"needs at least 2 per step (BatchNorm)")
+    # a last step of a single image would break BatchNorm; that image waits for the next
+    # epoch's reshuffle instead
+    steps_per_epoch = per_rank // config.batch_size + (per_rank % config.batch_size >= 2)
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
 
     history, best_metrics, start_epoch, best_rmse = [], {}, 0, math.inf

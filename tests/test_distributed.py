@@ -71,3 +71,31 @@ def test_sharded_prediction_csv_equals_single_process(ddp_run, folder, tmp_path)
     assert len(a) == 15 and a["GalaxyID"].is_unique
     assert list(a["GalaxyID"]) == list(b["GalaxyID"])
     pd.testing.assert_frame_equal(a, b, atol=1e-5, check_exact=False)
+
+
+def test_a_dying_rank_stops_the_job_instead_of_hanging(folder, tmp_path):
+    """Kill one of two workers mid-training: torchrun must end the job with an error."""
+    import signal
+    import time
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "train.train", "--images", folder["images"], "--labels", folder["labels"],
+         "--out", str(tmp_path / "run"), "--epochs", "200", "--batch-size", "2",
+         "--image-size", "32", "--workers", "0", "--device", "cpu"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "run" / "last.pt").exists():  # training is under way
+            assert time.time() < deadline and job.poll() is None, "training never started"
+            time.sleep(0.5)
+        with open(f"/proc/{job.pid}/task/{job.pid}/children") as handle:
+            workers = [int(p) for p in handle.read().split()]
+        assert len(workers) == 2
+        os.kill(workers[-1], signal.SIGKILL)
+        output, _ = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0
+    assert "FAILED" in output or "failed" in output.lower()

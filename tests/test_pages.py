@@ -191,3 +191,24 @@ def test_a_broken_checkpoint_in_runs_is_reported_and_the_app_keeps_working(tmp_p
     at.button[0].click().run()
     assert len(verdicts(at)) == 4
     assert (broken / "best.pt").read_bytes() == b"this is not a checkpoint"
+
+
+def test_stop_button_cancels_a_running_job(monkeypatch):
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "pw")
+    at = app("pages/train.py")
+    at.text_input[0].set_value("pw").run()
+    at.button[0].click().run()
+    at.number_input(key="train_epochs").set_value(500)
+    at.number_input(key="train_image_size").set_value(32)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    from pages.common import training_jobs
+    jobs = training_jobs()
+    import time
+    deadline = time.time() + 60
+    while jobs.state.status != "training" and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()  # a reload re-attaches to the running job
+    assert any("Run: run-" in h.value for h in at.subheader)
+    next(b for b in at.button if b.label == "Stop").click().run()
+    jobs.wait(60)
+    assert jobs.state.status == "cancelled"

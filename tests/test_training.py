@@ -85,3 +85,10 @@ def test_bad_config_values_are_named():
         TrainConfig(images="x", labels="y", batch_size=0)
     with pytest.raises(ValueError, match="crop_fraction"):
         TrainConfig(images="x", labels="y", crop_fraction=2.0)
+
+
+def test_a_leftover_single_image_batch_is_skipped(galaxy_folder, tmp_path):
+    # 12 training galaxies in batches of 11: the 12th would be a batch of one, which
+    # BatchNorm cannot train on at this size
+    result = fit(tiny_config(galaxy_folder, tmp_path / "r", epochs=1, batch_size=11))
+    assert len(result.history) == 1

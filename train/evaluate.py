@@ -37,7 +37,7 @@ def main(argv=None) -> int:
                              "(its recorded split, verified); the baseline then predicts the "
                              "training galaxies' mean")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="decoding threads")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     setup_logging()

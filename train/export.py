@@ -15,7 +15,8 @@ import os
 import numpy as np
 
 from galaxy_core import paths
-from galaxy_core.checkpoint import atomic_save, load_checkpoint, read_checkpoint
+from galaxy_core.checkpoint import (atomic_save, half_precision_state, load_checkpoint,
+                                   read_checkpoint)
 from galaxy_core.data import list_images
 from galaxy_core.predict import predict_files
 from train.common import run_cli, setup_logging
@@ -28,7 +29,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--half", action="store_true", help="store weights as float16")
+    parser.add_argument("--half", action="store_true",
+                        help="store the residual blocks' convolution weights as float16")
     parser.add_argument("--tolerance", type=float, default=1e-3)
     parser.add_argument("--check-images", default=paths.SAMPLE_IMAGES)
     args = parser.parse_args(argv)
@@ -37,8 +39,7 @@ def main(argv=None) -> int:
     original = load_checkpoint(args.checkpoint)  # validates the file first
     raw = {k: v for k, v in raw.items() if k not in ("optimizer_state", "scheduler_state")}
     if args.half:
-        raw["state_dict"] = {k: v.half() if v.is_floating_point() else v
-                             for k, v in raw["state_dict"].items()}
+        raw["state_dict"] = half_precision_state(raw["state_dict"])
     raw["exported_from"] = os.path.basename(os.path.dirname(os.path.abspath(args.checkpoint)))
     tmp = f"{args.out}.candidate.pt"
     atomic_save(raw, tmp)

@@ -43,7 +43,7 @@ def render(loaded, evaluation: dict, variants: list, notes: str) -> str:
         f"- Input: centre {loaded.preprocess.crop_fraction:.0%} of the frame (the galaxy), "
         f"resized to {loaded.preprocess.image_size} px, ImageNet normalisation; stored in the "
         f"checkpoint so every tool preprocesses identically.",
-        f"- Weights stored in float16 ({meta.get('versions', {}).get('torch', '?')}); created "
+        f"- Weights stored in float16 (saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
         f"{meta.get('created', '?')}, epoch {meta.get('epoch')} of "
         f"{train_config.get('epochs', '?')} (best validation RMSE).",
         "",

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", action="store_true",
                         help="average the 8 flips/right-angle rotations (8x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="decoding threads (default 1: on few cores the model needs the rest)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")

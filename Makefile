@@ -50,7 +50,7 @@ model: $(STAMP)
 		--split val --tta --json assets/models/evaluation_tta.json
 	$(PY) -m train.model_card --checkpoint $(SHIPPED) --evaluation assets/models/evaluation.json \
 		--evaluation-tta assets/models/evaluation_tta.json --variants assets/models/variants.json \
-		--command "make model" --out assets/models/MODEL_CARD.md
+		--command "make model" --hardware "a 2-core x86-64 CPU (no GPU)" --out assets/models/MODEL_CARD.md
 
 # The recipe comparison behind the model card's variants table (reduced budget).
 compare: $(STAMP)

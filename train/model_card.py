@@ -43,7 +43,8 @@ def render(loaded, evaluation: dict, variants: list, notes: str) -> str:
         f"- Input: centre {loaded.preprocess.crop_fraction:.0%} of the frame (the galaxy), "
         f"resized to {loaded.preprocess.image_size} px, ImageNet normalisation; stored in the "
         f"checkpoint so every tool preprocesses identically.",
-        f"- Weights stored in float16 (saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
+        f"- Residual-block convolution weights stored in float16, everything else in float32 "
+        f"(saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
         f"{meta.get('created', '?')}, epoch {meta.get('epoch')} of "
         f"{train_config.get('epochs', '?')} (best validation RMSE).",
         "",
@@ -60,12 +61,12 @@ def render(loaded, evaluation: dict, variants: list, notes: str) -> str:
         f"outputs are untrained; the app greys them out and the verdict skips them.",
         "",
         "## Recipe",
-        f"- `{notes}`" if notes else "",
+        f"- Reproduce: `{notes}`" if notes else "",
         f"- Adam, peak lr {train_config.get('lr')}, {train_config.get('schedule')} schedule, "
         f"batch {train_config.get('batch_size')}, {train_config.get('epochs')} epochs, MSE over "
         f"known answers, augmentation '{train_config.get('augment')}' (any rotation, flips, "
         f"zoom 0.9-1.1, shifts up to 4%).",
-        f"- Training took {seconds / 60:.1f} min of epoch time on "
+        f"- Training to the saved epoch took {seconds / 60:.1f} min of epoch time on "
         f"{evaluation.get('hardware', 'the machine named in the README')}.",
         "",
         "## Accuracy on the validation galaxies",
@@ -92,6 +93,9 @@ def render(loaded, evaluation: dict, variants: list, notes: str) -> str:
     lines += ["", "</details>", ""]
     if variants:
         lines += ["## Variants compared (same split, same seed)", "",
+                  "Rows marked 64 px are a reduced budget (12 epochs); each adds one change to "
+                  "the row above. Minutes were measured under varying load (the 64 px rows on "
+                  "one thread) and are no speed comparison.", "",
                   "| variant | epochs | best val RMSE | minutes |", "|---|---|---|---|"]
         for v in variants:
             lines.append(f"| {v['name']} | {v['epochs']} | {_fmt(v['best_val_rmse'])} | "

@@ -43,9 +43,12 @@ if not sources:
     st.info("Upload one or more images, or pick a sample galaxy, to see what the model says.")
     st.stop()
 
-with st.spinner(f"Classifying {len(sources)} image(s)…"):
-    result = predict_files(loaded, sources, names=labels, batch_size=32, tta=tta,
-                           workers=0 if len(sources) <= 32 else 2)
+progress = st.progress(0.0, text=f"Classifying {len(sources)} image(s)…")
+result = predict_files(loaded, sources, names=labels, batch_size=32, tta=tta,
+                       workers=0 if len(sources) <= 32 else 1,
+                       on_progress=lambda done, total: progress.progress(
+                           done / total, text=f"Classified {done} of {total}"))
+progress.empty()
 for _, message in result.errors:
     st.error(f"Skipped: {message}")
 if result.frame.empty:

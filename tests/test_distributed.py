@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -61,9 +62,11 @@ def test_ddp_resume_and_only_rank_zero_writes(ddp_run, folder):
 
 
 def test_sharded_prediction_csv_equals_single_process(ddp_run, folder, tmp_path):
-    os.remove(os.path.join(folder["images"], f"{folder['ids'][5]}.jpg"))  # 15: uneven shards
+    images = tmp_path / "images"  # 15 of the galaxies: uneven shards
+    shutil.copytree(folder["images"], images)
+    os.remove(images / f"{folder['ids'][5]}.jpg")
     single, sharded = tmp_path / "single.csv", tmp_path / "sharded.csv"
-    common = ["--checkpoint", str(ddp_run / "best.pt"), "--images", folder["images"],
+    common = ["--checkpoint", str(ddp_run / "best.pt"), "--images", str(images),
               "--workers", "0", "--device", "cpu", "--batch-size", "4"]
     run("train.predict", *common, "--out", str(single))
     run("train.predict", *common, "--out", str(sharded), nproc=2)
@@ -73,10 +76,12 @@ def test_sharded_prediction_csv_equals_single_process(ddp_run, folder, tmp_path)
     pd.testing.assert_frame_equal(a, b, atol=1e-5, check_exact=False)
 
 
-def test_a_dying_rank_stops_the_job_instead_of_hanging(folder, tmp_path):
+def test_a_dying_rank_stops_the_job_instead_of_hanging(tmp_path):
     """Kill one of two workers mid-training: torchrun must end the job with an error."""
     import signal
     import time
+    (tmp_path / "galaxies").mkdir()
+    folder = make_galaxy_folder(tmp_path / "galaxies")
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     job = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",

@@ -46,11 +46,10 @@ class JobState:
 
     @property
     def fraction(self) -> float:
-        if self.status in ("done",):
+        """Share of the training steps done (decoding counts as none)."""
+        if self.status == "done":
             return 1.0
-        if self.status == "decoding" and self.steps:
-            return 0.0
-        if not self.epochs or not self.steps:
+        if self.status == "decoding" or not self.epochs or not self.steps:
             return 0.0
         return min(1.0, ((self.epoch - 1) * self.steps + self.step) / (self.epochs * self.steps))
 

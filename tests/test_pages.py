@@ -212,3 +212,24 @@ def test_stop_button_cancels_a_running_job(monkeypatch):
     next(b for b in at.button if b.label == "Stop").click().run()
     jobs.wait(60)
     assert jobs.state.status == "cancelled"
+
+
+def test_browser_pages_through_a_full_kaggle_sized_table(tmp_path):
+    """61,578 rows (the Kaggle training set's size): only one page of thumbnails is read."""
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"GalaxyID": np.arange(100000, 100000 + 61578),
+                          "Class1.1": rng.random(61578).round(4)})
+    labels = tmp_path / "big.csv"
+    frame.to_csv(labels, index=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    for galaxy_id in frame["GalaxyID"][:3]:
+        galaxy_image(int(galaxy_id)).save(images / f"{galaxy_id}.jpg")
+    at = app("pages/browse.py")
+    next(t for t in at.text_input if t.label == "Labels CSV").set_value(str(labels)).run()
+    next(t for t in at.text_input if t.label == "Image folder").set_value(str(images)).run()
+    assert not at.exception
+    page_label = next(n for n in at.number_input if n.label.startswith("Page")).label
+    assert "of 2566;" in page_label and "61578 of 61578" in page_label
+    assert len(at.get("imgs")) <= 24 or len(at.image) <= 24

@@ -163,7 +163,8 @@ class GalaxyZooDataset(Dataset):
 
 
 class DecodeJob(Dataset):
-    """Decodes image ``i`` of ``sources`` (paths or bytes) in a DataLoader worker. An
+    """Decodes image ``i`` of ``sources`` (paths or bytes), in a DataLoader worker or a
+    decoding thread. An
     unreadable image yields a blank tensor and its error message instead of raising, so a
     batch job can report it and go on."""
 

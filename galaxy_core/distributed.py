@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .device import select_device
+
 log = logging.getLogger(__name__)
 
 TIMEOUT = dt.timedelta(minutes=int(os.environ.get("GALAXY_DIST_TIMEOUT_MIN", "10")))
@@ -48,8 +50,6 @@ def requested() -> bool:
 @contextlib.contextmanager
 def distributed_session(device_name: str = "auto"):
     """Join the process group torchrun set up (or do nothing); yield (context, device)."""
-    from .device import select_device
-
     if not requested():
         yield SINGLE, select_device(device_name)
         return

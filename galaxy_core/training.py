@@ -131,12 +131,13 @@ def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext)
                        augment.context_fraction(preprocess), "training"),
                 decode(val_table, preprocess.image_size, preprocess.crop_fraction, "validation"))
 
-    if ctx.distributed and config.cache_dir:
-        # rank 0 fills the shared on-disk cache; the others then read it instead of decoding
-        if ctx.is_main:
-            decode_all()
+    # with a shared on-disk cache, rank 0 decodes once and the others then read its cache
+    shared_cache = ctx.distributed and bool(config.cache_dir)
+    if shared_cache and not ctx.is_main:
         barrier(ctx)
     train_images, val_images = decode_all()
+    if shared_cache and ctx.is_main:
+        barrier(ctx)
     description = {
         "images": os.path.abspath(config.images), "labels": os.path.abspath(config.labels),
         "galaxies": len(table), "train_galaxies": len(train_table),

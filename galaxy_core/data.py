@@ -84,7 +84,16 @@ def read_labels(path) -> LabelTable:
 
 
 def image_path(images_dir, galaxy_id) -> str:
-    return os.path.join(images_dir, f"{galaxy_id}.jpg")
+    """``<GalaxyID>.jpg`` in ``images_dir`` (the Kaggle layout), or the same name with another
+    image extension (``.png``, ...) when only that one exists."""
+    default = os.path.join(images_dir, f"{galaxy_id}.jpg")
+    if os.path.isfile(default):
+        return default
+    for extension in IMAGE_EXTENSIONS[1:]:
+        candidate = os.path.join(images_dir, f"{galaxy_id}{extension}")
+        if os.path.isfile(candidate):
+            return candidate
+    return default
 
 
 def list_images(folder) -> list[str]:

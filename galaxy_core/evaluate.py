@@ -86,3 +86,58 @@ def mean_baseline(evaluation: Evaluation, train_means: np.ndarray | None = None)
     """RMSE of a constant prediction (default: this set's own mean, an optimistic baseline)."""
     means = column_means(evaluation.targets) if train_means is None else np.asarray(train_means)
     return rmse_report(np.broadcast_to(means, evaluation.targets.shape), evaluation.targets)
+
+
+# A model trained on every labelled galaxy has no validation split of its own. Its accuracy is
+# then that of its recipe: the same training run on other splits, each scored on the galaxies it
+# held out. Those scores travel in the checkpoint as ``meta["recipe_validation"]``.
+
+# TrainConfig fields that may differ between such runs without changing the recipe
+NOT_RECIPE = frozenset({"seed", "val_fraction", "out", "images", "labels", "device", "workers",
+                        "cache_dir", "resume"})
+
+
+def recipe_differences(config: dict, other: dict) -> list[str]:
+    """TrainConfig fields (outside ``NOT_RECIPE``) whose values differ between two runs."""
+    keys = (set(config) | set(other)) - NOT_RECIPE
+    return sorted(k for k in keys if config.get(k) != other.get(k))
+
+
+def heldout_split(evaluation: dict, evaluation_tta: dict | None = None) -> dict:
+    """One held-out split's record from ``train.evaluate --split val --json`` output(s)."""
+    if evaluation.get("split") != "val":
+        raise DataError(f"{evaluation.get('checkpoint', 'an evaluation')} is not a --split val "
+                        f"evaluation, so it is not held out")
+    if evaluation_tta is not None and evaluation_tta.get("checkpoint") != evaluation.get(
+            "checkpoint"):
+        raise DataError("the TTA evaluation is of another checkpoint than the plain one")
+    if not isinstance((evaluation.get("model") or {}).get("rmse"), float):
+        raise DataError(f"{evaluation.get('checkpoint', 'an evaluation')} has no model RMSE")
+    config = evaluation.get("train_config") or {}
+    return {
+        "split_seed": config.get("seed"),
+        "epoch": evaluation.get("epoch"),
+        "train_config": config,
+        "model": evaluation["model"],
+        "model_tta": (evaluation_tta or {}).get("model"),
+        "mean_baseline": evaluation.get("mean_baseline"),
+    }
+
+
+def mean_over_splits(splits: list[dict]) -> dict:
+    """Overall and per-question RMSE averaged over held-out splits (model, TTA, baseline)."""
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    summary = {"splits": len(splits)}
+    for key in ("model", "model_tta", "mean_baseline"):
+        reports = [s.get(key) or {} for s in splits]
+        summary[key] = {
+            "rmse": mean([r.get("rmse") for r in reports]),
+            "per_question": {f"Q{q.number}": mean([(r.get("per_question") or {}).get(
+                f"Q{q.number}") for r in reports]) for q in QUESTIONS},
+            "per_answer": {c: mean([(r.get("per_answer") or {}).get(c) for r in reports])
+                           for c in ANSWER_COLUMNS},
+        }
+    return summary

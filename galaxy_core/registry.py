@@ -8,6 +8,7 @@ import os
 
 from . import paths
 from .checkpoint import LoadedModel, load_checkpoint
+from .evaluate import mean_over_splits
 from .schema import QUESTIONS
 
 ACTIVE_FILE = "active_model.json"
@@ -56,19 +57,40 @@ def model_label(path: str) -> str:
 
 
 def describe_model(loaded: LoadedModel) -> dict:
-    """What the sidebar and model card show: when, on what, how well, which answers."""
+    """What the sidebar and model card show: when, on what, how well, which answers.
+
+    ``val_rmse`` is the model's own validation score; a model trained on every galaxy has none,
+    and ``heldout`` then holds its recipe's scores on other splits (``meta["recipe_validation"]``,
+    averaged), if it carries them. ``accuracy`` says in words which of the two it is."""
     meta = loaded.meta
     best = (meta.get("metrics") or {}).get("best") or {}
     val = best.get("val") or {}
     data = meta.get("data") or {}
+    splits = (meta.get("recipe_validation") or {}).get("splits") or []
+    heldout = mean_over_splits(splits) if splits else None
     learned = [q for q in QUESTIONS if all(c in loaded.trained_columns for c in q.columns)]
+    if not data:
+        described = meta.get("note", "unknown")
+    elif data.get("val_galaxies") == 0:
+        described = f"all {data.get('train_galaxies', '?')} labelled galaxies (none held out)"
+    else:
+        described = (f"{data.get('train_galaxies', '?')} training / "
+                     f"{data.get('val_galaxies', '?')} validation galaxies")
+    if val.get("rmse") is not None:
+        accuracy = f"validation RMSE **{val['rmse']:.4f}**"
+    elif heldout:
+        accuracy = (f"held-out RMSE **{heldout['model']['rmse']:.4f}** (its recipe trained on "
+                    f"{len(splits)} other splits, each scored on the galaxies it held out)")
+    else:
+        accuracy = "no held-out accuracy (no validation galaxies)"
     return {
         "created": meta.get("created", "unknown"),
         "epoch": meta.get("epoch"),
-        "data": (f"{data.get('train_galaxies', '?')} training / {data.get('val_galaxies', '?')} "
-                 f"validation galaxies" if data else meta.get("note", "unknown")),
+        "data": described,
         "val_rmse": val.get("rmse"),
         "baseline_rmse": (best.get("baseline_val") or {}).get("rmse"),
+        "heldout": heldout,
+        "accuracy": accuracy,
         "learned_questions": [f"Q{q.number} {q.topic}" for q in learned],
         "not_learned_questions": [f"Q{q.number} {q.topic}" for q in QUESTIONS if q not in learned],
         "head": loaded.net.config.head,

@@ -112,9 +112,8 @@ def model_sidebar() -> None:
         if loaded is None:
             return
         info = registry.describe_model(loaded)
-        rmse = f"{info['val_rmse']:.4f}" if info["val_rmse"] is not None else "n/a"
         st.caption(f"ResNet18, {info['head']} head, {info['image_size']} px input · trained "
-                   f"{info['created'][:10]} on {info['data']} · validation RMSE **{rmse}**")
+                   f"{info['created'][:10]} on {info['data']} · {info['accuracy']}")
         if info["not_learned_questions"]:
             st.caption("Learned: " + ", ".join(info["learned_questions"]) + ". **Not learned** "
                        "(no training targets): " + ", ".join(info["not_learned_questions"]) + ".")

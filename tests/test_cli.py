@@ -132,6 +132,70 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     assert f"{rmse:.4f}" in text and "| tiny | 2 |" in text
 
 
+def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galaxy_folder,
+                                                                   tmp_path):
+    """--val-fraction 0 leaves no galaxies to test on; export attaches the held-out scores of
+    the same recipe on a split (the `trained` run), and the card and app report those."""
+    all_data = tmp_path / "all"
+    done = run("train.train", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", str(all_data), "--epochs", "2", "--batch-size",
+               "8", "--image-size", "32", "--workers", "0", "--head", "tree", "--augment", "full",
+               "--schedule", "onecycle", "--crop-fraction", "0.7", "--val-fraction", "0")
+    assert done.returncode == 0, done.stderr
+    reports = {}
+    for tag, extra in (("plain", []), ("tta", ["--tta"])):
+        reports[tag] = tmp_path / f"split_{tag}.json"
+        done = run("train.evaluate", "--checkpoint", str(trained / "best.pt"), "--images",
+                   galaxy_folder["images"], "--labels", galaxy_folder["labels"], "--split",
+                   "val", "--json", str(reports[tag]), "--workers", "0", *extra)
+        assert done.returncode == 0, done.stderr
+    shipped = tmp_path / "shipped.pt"
+    export = ["train.export", "--checkpoint", str(all_data / "last.pt"), "--out", str(shipped),
+              "--check-images", galaxy_folder["images"]]
+    done = run(*export, "--heldout", str(reports["plain"]), "--heldout-tta", str(reports["tta"]))
+    assert done.returncode == 0, done.stderr
+
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.registry import describe_model
+    loaded = load_checkpoint(str(shipped))
+    rmse = json.load(open(reports["plain"]))["model"]["rmse"]
+    tta = json.load(open(reports["tta"]))["model"]["rmse"]
+    split = loaded.meta["recipe_validation"]["splits"][0]
+    assert split["model"]["rmse"] == rmse and split["model_tta"]["rmse"] == tta
+    assert split["split_seed"] == 0
+    info = describe_model(loaded)
+    assert info["val_rmse"] is None and info["heldout"]["model"]["rmse"] == pytest.approx(rmse)
+    assert "held-out RMSE" in info["accuracy"] and "none held out" in info["data"]
+
+    card = tmp_path / "card.md"
+    done = run("train.model_card", "--checkpoint", str(shipped), "--out", str(card))
+    assert done.returncode == 0, done.stderr
+    text = card.read_text()
+    assert "Accuracy on held-out galaxies" in text and f"{rmse:.4f}" in text
+    assert f"{tta:.4f}" in text and "none held out" in text
+
+    # a card needs some held-out accuracy
+    done = run("train.model_card", "--checkpoint", str(all_data / "last.pt"), "--out", str(card))
+    assert done.returncode == 2 and "no validation of its own recipe" in done.stderr
+
+    # the held-out runs must be of the same recipe, held out, and paired one to one
+    other = json.load(open(reports["plain"]))
+    other["train_config"]["image_size"] = 64
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    whole = dict(json.load(open(reports["plain"])), split="all")
+    (tmp_path / "whole.json").write_text(json.dumps(whole))
+    for args, message in (
+            (["--heldout", str(tmp_path / "other.json")], "another recipe (differs in image_size)"),
+            (["--heldout", str(tmp_path / "whole.json")], "not held out"),
+            (["--heldout", str(reports["plain"]), "--heldout-tta", str(reports["tta"]),
+              str(reports["tta"])], "one file per --heldout file"),
+            (["--heldout", str(tmp_path / "missing.json")], "cannot read"),
+    ):
+        done = run(*export, *args)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):
     out = tmp_path / "samples"
     done = run("train.make_samples", "--images", galaxy_folder["images"], "--labels",

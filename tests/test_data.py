@@ -58,6 +58,16 @@ def test_missing_labels_file_and_image(tmp_path, galaxy_folder):
         GalaxyZooDataset(galaxy_folder["images"], galaxy_folder["labels"])
 
 
+def test_png_images_are_found_under_the_same_galaxy_id(galaxy_folder):
+    from PIL import Image
+    jpg = galaxy_folder["root"] / "images" / "100003.jpg"
+    Image.open(jpg).save(jpg.with_suffix(".png"))
+    jpg.unlink()
+    ds = GalaxyZooDataset(galaxy_folder["images"], galaxy_folder["labels"], Preprocess(image_size=32))
+    assert ds.paths[3].endswith("100003.png")
+    assert ds[3][0].shape == (3, 32, 32)
+
+
 def test_split_is_deterministic_disjoint_and_order_independent(galaxy_folder):
     table = read_labels(galaxy_folder["labels"])
     train, val = split_train_val(table, 0.25, seed=3)

@@ -28,3 +28,20 @@ def test_evaluate_a_model_on_a_folder(galaxy_folder, loaded):
     assert result.report["rmse"] == pytest.approx(expected, rel=1e-5)
     text = report_table(result.report)
     assert "overall" in text and "Q11 number of arms" in text
+
+
+def test_mean_over_splits_and_recipe_differences():
+    from galaxy_core.evaluate import mean_over_splits, recipe_differences
+    splits = [{"model": {"rmse": 0.1, "per_question": {"Q1": 0.2}, "per_answer": {}},
+               "model_tta": None, "mean_baseline": {"rmse": 0.3}},
+              {"model": {"rmse": 0.2, "per_question": {"Q1": 0.4}, "per_answer": {}},
+               "model_tta": None, "mean_baseline": {"rmse": 0.5}}]
+    mean = mean_over_splits(splits)
+    assert mean["splits"] == 2
+    assert mean["model"]["rmse"] == pytest.approx(0.15)
+    assert mean["model"]["per_question"]["Q1"] == pytest.approx(0.3)
+    assert mean["model"]["per_question"]["Q2"] is None  # no split knows it
+    assert mean["model_tta"]["rmse"] is None and mean["mean_baseline"]["rmse"] == pytest.approx(0.4)
+    base = {"seed": 0, "val_fraction": 0.2, "out": "a", "image_size": 160, "lr": 1e-3}
+    assert recipe_differences(base, dict(base, seed=1, val_fraction=0.0, out="b")) == []
+    assert recipe_differences(base, dict(base, image_size=128, lr=2e-3)) == ["image_size", "lr"]

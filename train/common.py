@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,17 @@ from galaxy_core.paths import DEFAULT_MODEL
 
 EXPECTED_ERRORS = (CheckpointError, DataError, ImageError, PretrainedWeightsUnavailable,
                    ValueError, FileNotFoundError, PermissionError)
+
+
+def read_json(path) -> dict:
+    """A JSON file, or a DataError naming what is wrong with it."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
 
 
 class LazyBar:

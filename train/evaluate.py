@@ -63,7 +63,10 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"model": result.report, "mean_baseline": baseline,
-                       "checkpoint": loaded.path, "split": args.split}, handle, indent=1)
+                       "checkpoint": loaded.path, "split": args.split,
+                       "epoch": loaded.meta.get("epoch"),
+                       "train_config": loaded.meta.get("train_config") or {}},
+                      handle, indent=1)
         log.info("wrote %s", args.json)
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)

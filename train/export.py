@@ -4,6 +4,11 @@
 
 With --half the weights are stored as float16 and the export is refused unless predictions
 on the check images (default: the shipped samples) change by less than --tolerance.
+
+A model trained on all labelled galaxies (--val-fraction 0) has no held-out galaxies of its
+own; --heldout attaches the validation of its recipe instead: `train.evaluate --split val
+--json` outputs of the same recipe trained on other splits (with --heldout-tta, their --tta
+twins, in the same order). Runs whose recorded recipe differs are refused.
 """
 
 from __future__ import annotations
@@ -17,11 +22,34 @@ import numpy as np
 from galaxy_core import paths
 from galaxy_core.checkpoint import (atomic_save, half_precision_state, load_checkpoint,
                                    read_checkpoint)
-from galaxy_core.data import list_images
+from galaxy_core.data import DataError, list_images
+from galaxy_core.evaluate import heldout_split, recipe_differences
 from galaxy_core.predict import predict_files
-from train.common import run_cli, setup_logging
+from train.common import read_json, run_cli, setup_logging
 
 log = logging.getLogger("export")
+
+
+def recipe_validation(train_config: dict, heldout: list, heldout_tta: list) -> dict:
+    if heldout_tta and len(heldout_tta) != len(heldout):
+        raise DataError(f"--heldout-tta needs one file per --heldout file "
+                        f"({len(heldout_tta)} for {len(heldout)})")
+    splits = []
+    for i, path in enumerate(heldout):
+        split = heldout_split(read_json(path),
+                              read_json(heldout_tta[i]) if heldout_tta else None)
+        if split["train_config"]:
+            differences = recipe_differences(train_config, split["train_config"])
+            if differences:
+                raise DataError(f"{path} evaluates another recipe (differs in "
+                                f"{', '.join(differences)})")
+        else:
+            log.warning("%s does not record its training recipe; not checked", path)
+        del split["train_config"]
+        splits.append(split)
+        log.info("held-out split (seed %s): RMSE %.4f", split["split_seed"],
+                 split["model"]["rmse"])
+    return {"splits": splits}
 
 
 def main(argv=None) -> int:
@@ -33,11 +61,18 @@ def main(argv=None) -> int:
                         help="store the residual blocks' convolution weights as float16")
     parser.add_argument("--tolerance", type=float, default=1e-3)
     parser.add_argument("--check-images", default=paths.SAMPLE_IMAGES)
+    parser.add_argument("--heldout", nargs="+", default=[], metavar="EVAL_JSON",
+                        help="held-out evaluations of the same recipe on other splits")
+    parser.add_argument("--heldout-tta", nargs="+", default=[], metavar="EVAL_JSON",
+                        help="the same evaluations with --tta, in the same order")
     args = parser.parse_args(argv)
     setup_logging()
     raw = read_checkpoint(args.checkpoint)
     original = load_checkpoint(args.checkpoint)  # validates the file first
     raw = {k: v for k, v in raw.items() if k not in ("optimizer_state", "scheduler_state")}
+    if args.heldout:
+        raw["recipe_validation"] = recipe_validation(raw.get("train_config") or {},
+                                                     args.heldout, args.heldout_tta)
     if args.half:
         raw["state_dict"] = half_precision_state(raw["state_dict"])
     raw["exported_from"] = os.path.basename(os.path.dirname(os.path.abspath(args.checkpoint)))

@@ -65,8 +65,8 @@ def main(argv=None) -> int:
     images_out = os.path.join(args.out, "images")
     os.makedirs(images_out, exist_ok=True)
     for i in chosen:
-        shutil.copyfile(image_path(args.images, val.galaxy_ids[i]),
-                        image_path(images_out, val.galaxy_ids[i]))
+        source = image_path(args.images, val.galaxy_ids[i])
+        shutil.copyfile(source, os.path.join(images_out, os.path.basename(source)))
     frame = pd.DataFrame(val.targets[chosen][:, [COLUMN_INDEX[c] for c in table.columns]],
                          columns=list(table.columns))
     frame.insert(0, ID_COLUMN, val.galaxy_ids[chosen])

@@ -10,17 +10,22 @@ ADDRESS ?= 127.0.0.1
 
 .PHONY: run test bench model compare browser clean-venv
 
-# The real sample (4000 Kaggle galaxies, 17 answer columns); see assets/models/MODEL_CARD.md
+# The real sample (4000 Kaggle galaxies, 17 answer columns); see assets/models/MODEL_CARD.md.
+# Every path below can be overridden (the tests run `make model` on a tiny set into a temp dir).
 DATA ?= ../shared/data/galaxyzoo_sample
-LABELS := $(DATA)/labels_partial.csv
-SHIPPED := assets/models/galaxy_resnet18.pt
-HELDOUT := assets/models/heldout
-RECIPE := --epochs 85 --image-size 160 --crop-fraction 0.5 --augment full --head tree \
+LABELS ?= $(DATA)/labels_partial.csv
+MODEL_DIR ?= assets/models
+RUNS ?= runs
+CACHE ?= .cache/decoded
+VARIANTS ?= assets/models/variants.json
+SHIPPED = $(MODEL_DIR)/galaxy_resnet18.pt
+HELDOUT = $(MODEL_DIR)/heldout
+RECIPE ?= --epochs 85 --image-size 160 --crop-fraction 0.5 --augment full --head tree \
 	--schedule onecycle --dropout 0.25 --lr 1e-3 --batch-size 32
 TRAIN_DEVICE ?= auto
 HARDWARE ?= $(shell $(PY) -c "from galaxy_core.device import describe, select_device; \
 	print(describe(select_device('$(TRAIN_DEVICE)')))" 2>/dev/null)
-TRAIN = $(PY) -m train.train --images $(DATA)/images --labels $(LABELS) --cache-dir .cache/decoded \
+TRAIN = $(PY) -m train.train --images $(DATA)/images --labels $(LABELS) --cache-dir $(CACHE) \
 	--device $(TRAIN_DEVICE) $(RECIPE)
 EVALUATE = $(PY) -m train.evaluate --images $(DATA)/images --labels $(LABELS) --split val
 
@@ -50,19 +55,19 @@ clean-venv:
 # 3200/800 splits (seeds 0 and 1), then retrained on all 4000 galaxies; the shipped file carries
 # the held-out scores of the two validation runs. About 4 hours on 2 CPU cores (see README).
 model: $(STAMP)
-	$(TRAIN) --seed 0 --out runs/recipe_split0
-	$(TRAIN) --seed 1 --out runs/recipe_split1
-	$(TRAIN) --seed 0 --val-fraction 0 --out runs/shipped
+	$(TRAIN) --seed 0 --out $(RUNS)/recipe_split0
+	$(TRAIN) --seed 1 --out $(RUNS)/recipe_split1
+	$(TRAIN) --seed 0 --val-fraction 0 --out $(RUNS)/shipped
 	mkdir -p $(HELDOUT)
-	$(EVALUATE) --checkpoint runs/recipe_split0/best.pt --json $(HELDOUT)/split0.json --plots assets/models
-	$(EVALUATE) --checkpoint runs/recipe_split0/best.pt --json $(HELDOUT)/split0_tta.json --tta
-	$(EVALUATE) --checkpoint runs/recipe_split1/best.pt --json $(HELDOUT)/split1.json
-	$(EVALUATE) --checkpoint runs/recipe_split1/best.pt --json $(HELDOUT)/split1_tta.json --tta
-	$(PY) -m train.export --checkpoint runs/shipped/last.pt --out $(SHIPPED) --half \
+	$(EVALUATE) --checkpoint $(RUNS)/recipe_split0/best.pt --json $(HELDOUT)/split0.json --plots $(MODEL_DIR)
+	$(EVALUATE) --checkpoint $(RUNS)/recipe_split0/best.pt --json $(HELDOUT)/split0_tta.json --tta
+	$(EVALUATE) --checkpoint $(RUNS)/recipe_split1/best.pt --json $(HELDOUT)/split1.json
+	$(EVALUATE) --checkpoint $(RUNS)/recipe_split1/best.pt --json $(HELDOUT)/split1_tta.json --tta
+	$(PY) -m train.export --checkpoint $(RUNS)/shipped/last.pt --out $(SHIPPED) --half \
 		--heldout $(HELDOUT)/split0.json $(HELDOUT)/split1.json \
 		--heldout-tta $(HELDOUT)/split0_tta.json $(HELDOUT)/split1_tta.json
-	$(PY) -m train.model_card --checkpoint $(SHIPPED) --variants assets/models/variants.json \
-		--command "make model" --hardware "$(HARDWARE)" --out assets/models/MODEL_CARD.md
+	$(PY) -m train.model_card --checkpoint $(SHIPPED) --variants $(VARIANTS) \
+		--command "make model" --hardware "$(HARDWARE)" --out $(MODEL_DIR)/MODEL_CARD.md
 
 # The 64 px ablation behind the first rows of the model card's variants table (reduced budget);
 # writes runs/compare/variants.json.

@@ -3,6 +3,10 @@
 Images are decoded in threads while the model runs (``inference_mode``,
 channels-last), optionally averaging the 8 flips/right-angle rotations (test-time
 augmentation). A file that cannot be read is reported and skipped, never fatal for a batch.
+
+``precision="bfloat16"`` is an opt-in for survey-scale runs: about 1.8x the throughput where
+the hardware computes bfloat16 natively (CPUs with AVX512-BF16 or AMX, recent GPUs), at the
+price of probabilities that move by a few thousandths (float32, the default, is exact).
 """
 
 from __future__ import annotations
@@ -26,6 +30,17 @@ from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (elsewhere it is emulated, and slow)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
 
 @dataclass
 class PredictionResult:
@@ -38,25 +53,31 @@ class PredictionResult:
 
 
 @torch.inference_mode()
-def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False) -> np.ndarray:
+def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False,
+              precision: str = "float32") -> np.ndarray:
     """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode.
     ``net`` is a ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1]."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     net.eval()
     device = next(net.parameters()).device
     batch = normalize(images_uint8.to(device), preprocess)
     batch = batch.contiguous(memory_format=torch.channels_last)
-    if tta:
-        preds = torch.stack([net(v).clamp(0, 1) for v in augment.dihedral_views(batch)]).mean(0)
-    else:
-        preds = net(batch).clamp(0, 1)
-    return preds.float().cpu().numpy()
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        if tta:
+            preds = torch.stack([net(v).float().clamp(0, 1)
+                                 for v in augment.dihedral_views(batch)]).mean(0)
+        else:
+            preds = net(batch).float().clamp(0, 1)
+    return preds.cpu().numpy()
 
 
-def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False) -> np.ndarray:
+def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False,
+                   precision: str = "float32") -> np.ndarray:
     """``run_model`` with the shared model's BatchNorm-folded copy, one request at a time
     (two at once would only fight over the same cores)."""
     with loaded.lock:
-        return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta)
+        return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta, precision)
 
 
 def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None) -> np.ndarray:
@@ -92,8 +113,11 @@ def decoded_batches(job: DecodeJob, batch_size: int, threads: int, ahead: int = 
 
 
 def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32,
-                  tta: bool = False, workers: int = 1, on_progress=None) -> PredictionResult:
+                  tta: bool = False, workers: int = 1, on_progress=None,
+                  precision: str = "float32") -> PredictionResult:
     """Predict many images (paths, or bytes with ``names``); GalaxyID = file name stem."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     sources = list(sources)
     names = list(names) if names is not None else [str(s) for s in sources]
     if len(names) != len(sources):
@@ -109,7 +133,7 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
         good = [i for i, e in enumerate(failures) if not e]
         errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
         if good:
-            rows.append(predict_tensor(loaded, images[good], tta))
+            rows.append(predict_tensor(loaded, images[good], tta, precision))
             ids += [galaxy_id_of(names[index[i]]) for i in good]
             kept += [index[i] for i in good]
         done += len(index)

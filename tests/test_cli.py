@@ -196,6 +196,32 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, ".venv", ".installed")),
+                    reason="make model depends on the .venv that `make test` installs")
+def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
+    """The documented one command (`make model`), on 16 galaxies with a one-epoch recipe: two
+    validation runs, the all-data run, their scores, the export and the card."""
+    model_dir = tmp_path / "model"
+    variants = tmp_path / "variants.json"
+    variants.write_text(json.dumps([{"name": "tiny", "epochs": 1, "best_val_rmse": 0.2}]))
+    done = subprocess.run(
+        ["make", "-s", "model", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
+         f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={model_dir}",
+         f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}", f"VARIANTS={variants}",
+         "TRAIN_DEVICE=cpu", "RECIPE=--epochs 1 --image-size 32 --crop-fraction 0.7 "
+         "--head tree --augment full --batch-size 8 --workers 0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    from galaxy_core.checkpoint import load_checkpoint
+    shipped = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
+    assert shipped.meta["data"]["val_galaxies"] == 0
+    assert [s["split_seed"] for s in shipped.meta["recipe_validation"]["splits"]] == [0, 1]
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "Accuracy on held-out galaxies" in card and "| tiny | 1 |" in card
+    assert (model_dir / "rmse_per_question.png").is_file()
+
+
 def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):
     out = tmp_path / "samples"
     done = run("train.make_samples", "--images", galaxy_folder["images"], "--labels",

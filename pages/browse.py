@@ -97,3 +97,9 @@ with table_col:
             })
         st.markdown(f"**Q{question.number} {question.topic}** — {question.text}")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+if loaded is not None and (loaded.meta.get("data") or {}).get("val_galaxies") == 0:
+    st.caption("The active model was trained on every galaxy of its labels file (for the "
+               "shipped model: all 4000 of the shared sample, the 40 shipped samples included), "
+               "so for those galaxies this comparison shows how well it fits its training data, "
+               "not how it does on galaxies it never saw; the Model card gives held-out "
+               "accuracy.")

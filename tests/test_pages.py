@@ -94,6 +94,23 @@ def test_classify_an_upload_shows_verdict_and_37_probabilities():
     assert at.get("download_button")
 
 
+def test_classify_averages_rotations_by_default_and_can_switch_it_off():
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.predict import predict_image
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    sample = sorted(os.listdir(paths.SAMPLE_IMAGES))[0]
+    at = app("pages/classify.py")
+    at.multiselect[0].set_value([os.path.splitext(sample)[0]]).run()
+    path = os.path.join(paths.SAMPLE_IMAGES, sample)
+    expected = {tta: predict_image(loaded, path, tta=tta) for tta in (True, False)}
+    assert np.abs(expected[True] - expected[False]).max() > 1e-3  # the test can tell them apart
+    for tta in (True, False):
+        assert at.toggle[0].value is tta
+        shown = [d.value for d in at.dataframe if len(d.value) == 37][0]["probability"]
+        np.testing.assert_allclose(shown, expected[tta], atol=6e-5)  # shown to 4 decimals
+        at.toggle[0].set_value(False).run()
+
+
 def test_one_click_samples_and_bad_uploads_do_not_break_the_page():
     at = app("pages/classify.py")
     at.button[0].click().run()  # "Try 4 samples"
@@ -139,6 +156,8 @@ def test_browser_filters_and_shows_labels_beside_predictions():
     labels = pd.read_csv(paths.SAMPLE_LABELS)
     assert matching == int((labels["Class1.1"] > 0.7).sum())
     assert any("Q1 shape" in m.value for m in at.markdown)
+    # the shipped model saw every sample galaxy in training, and the page says so
+    assert any("fits its training data" in c.value for c in at.caption)
 
 
 def test_browser_reports_a_missing_folder():

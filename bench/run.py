@@ -71,11 +71,14 @@ def replicate_images(source_dir: str, count: int, folder: str) -> list[str]:
     return out
 
 
-def seed_pipeline(loaded, files, batch_size=32):
-    """The seed's approach: PIL open + torchvision crop/resize/normalise per image, main process."""
+def seed_pipeline(loaded, files, batch_size=32, as_seed_shipped=False):
+    """The seed's approach: PIL open + torchvision crop/resize/normalise per image, main process,
+    eager float32. By default at this model's own input (crop and size), so that only the
+    plumbing differs; ``as_seed_shipped``: the seed's own 224 px resize of the whole frame."""
     p = loaded.preprocess
+    size, crop = ((224, 224), 1.0) if as_seed_shipped else (p.image_size, p.crop_fraction)
     transform = transforms.Compose([
-        transforms.Resize(p.image_size),
+        transforms.Resize(size),
         transforms.ToTensor(),
         transforms.Normalize(p.mean, p.std),
     ])
@@ -86,7 +89,7 @@ def seed_pipeline(loaded, files, batch_size=32):
             batch = []
             for path in files[start:start + batch_size]:
                 image = Image.open(path).convert("RGB")
-                side = min(image.size) * p.crop_fraction
+                side = min(image.size) * crop
                 left, top = (image.width - side) / 2, (image.height - side) / 2
                 image = image.crop((left, top, left + side, top + side))
                 batch.append(transform(image))
@@ -199,8 +202,14 @@ def main(argv=None) -> int:
     raw["batch_predict_bfloat16_images_per_s"] = n_images / timed(
         lambda: predict_files(loaded, files, batch_size=batch, workers=1,
                               precision="bfloat16").to_csv(out_csv), max(1, repeats // 2))
-    opt_in = {"bfloat16_speedup_vs_seed": (raw["batch_predict_bfloat16_images_per_s"]
-                                           / raw["seed_pipeline_images_per_s"])}
+    # context, not the target: the seed as it shipped (224 px, whole frame), i.e. what a user
+    # of the seed waited for; our smaller cropped input is a recipe choice that also pays here
+    raw["seed_as_shipped_224px_images_per_s"] = n_images / timed(
+        lambda: seed_pipeline(loaded, files, as_seed_shipped=True), max(1, repeats // 2))
+    context = {"bfloat16_speedup_vs_seed": (raw["batch_predict_bfloat16_images_per_s"]
+                                           / raw["seed_pipeline_images_per_s"]),
+              "speedup_vs_seed_as_shipped_224px": (raw["batch_predict_images_per_s"]
+                                                   / raw["seed_as_shipped_224px_images_per_s"])}
 
     # 4. a training epoch including data loading vs raw forward+backward on in-memory tensors
     labels = os.path.join(workdir, "labels.csv")
@@ -280,8 +289,9 @@ def main(argv=None) -> int:
     print("inference choices (forward images/s at batch %d, max |change| of outputs):" % batch)
     for name, (rate, diff) in choices.items():
         print(f"  {name:44s} {rate:10.1f}  {diff:.1e}")
-    print("opt-in, not a target (outputs move by the bfloat16 change above):")
-    for name, value in opt_in.items():
+    print("context, not targets (bfloat16 moves outputs by the change above; the seed as "
+          "shipped ran a 224 px whole frame):")
+    for name, value in context.items():
         print(f"  {name:44s} {value:10.3f}")
     print("absolute figures:")
     for name, value in raw.items():
@@ -289,7 +299,7 @@ def main(argv=None) -> int:
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:
-            json.dump({"machine": machine, "ratios": results, "opt_in": opt_in, "absolute": raw,
+            json.dump({"machine": machine, "ratios": results, "context": context, "absolute": raw,
                        "inference_choices": {k: {"images_per_s": r, "max_abs_change": d}
                                              for k, (r, d) in choices.items()},
                        "targets": {k: f"{op} {t}" for k, (op, t) in TARGETS.items()}},

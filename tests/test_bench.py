@@ -21,4 +21,5 @@ def test_quick_benchmark_writes_all_ratios(tmp_path):
     assert set(report["ratios"]) == set(TARGETS)
     assert all(value > 0 for value in report["ratios"].values())
     assert "BatchNorm folded + channels-last (used)" in report["inference_choices"]
-    assert report["opt_in"]["bfloat16_speedup_vs_seed"] > 0
+    assert report["context"]["bfloat16_speedup_vs_seed"] > 0
+    assert report["context"]["speedup_vs_seed_as_shipped_224px"] > 0

@@ -174,6 +174,11 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     assert "Accuracy on held-out galaxies" in text and f"{rmse:.4f}" in text
     assert f"{tta:.4f}" in text and "none held out" in text
 
+    # without --heldout an all-data model claims no accuracy at all
+    bare = describe_model(load_checkpoint(str(all_data / "last.pt")))
+    assert bare["val_rmse"] is None and bare["heldout"] is None
+    assert bare["accuracy"].startswith("no held-out accuracy")
+
     # a card needs some held-out accuracy
     done = run("train.model_card", "--checkpoint", str(all_data / "last.pt"), "--out", str(card))
     assert done.returncode == 2 and "no validation of its own recipe" in done.stderr

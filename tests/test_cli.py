@@ -97,7 +97,8 @@ def test_errors_are_one_clear_line(trained, args, message):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("tool", ["train.train", "train.predict", "train.evaluate", "train.gradcam"])
+@pytest.mark.parametrize("tool", ["train.train", "train.predict", "train.evaluate", "train.gradcam",
+                                  "train.sweep"])
 def test_help(tool):
     done = run(tool, "--help")
     assert done.returncode == 0 and "usage" in done.stdout
@@ -225,6 +226,35 @@ def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert "Accuracy on held-out galaxies" in card and "| tiny | 1 |" in card
     assert (model_dir / "rmse_per_question.png").is_file()
+
+
+def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, tmp_path):
+    out = tmp_path / "sweep"
+    common = "--image-size 32 --batch-size 8 --workers 0 --device cpu --head tree"
+    done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", str(out), "--common", common,
+               "--variant", "s0=--seed 0", "--variant", "s1=--seed 1 --crop-fraction 0.7",
+               "--variant", "all=--val-fraction 0", "--budget-s", "120", "--max-epochs", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "seconds per epoch with all 3 sharing" in done.stderr
+    rows = json.load(open(out / "variants.json"))
+    assert [(r["name"], r["split_seed"], r["epochs"]) for r in rows] == [("s0", 0, 2), ("s1", 1, 2)]
+    for row in rows:
+        assert 0 < row["best_val_rmse"] < 1 and 0 < row["tta_rmse"] < 1
+        report = json.load(open(out / "runs" / row["name"] / "eval.json"))
+        assert report["model"]["rmse"] == row["best_val_rmse"]
+    assert rows[1]["config"]["crop_fraction"] == 0.7
+    assert (out / "runs" / "all" / "last.pt").is_file()  # trained, not scored (nothing held out)
+
+    for variant, message in (("bad=--image-sise 32", "unknown flag"),
+                             ("bad=--epochs 3", "set by the sweep"),
+                             ("bad=--head round", "invalid choice"),
+                             ("no flags", "must look like")):
+        done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
+                   galaxy_folder["labels"], "--out", str(tmp_path / "x"), "--variant", variant,
+                   "--epochs", "1")
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert not (tmp_path / "x" / "runs").exists()  # refused before anything ran
 
 
 def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):

@@ -137,7 +137,8 @@ def inference_choices(loaded, x, repeats, with_compile) -> dict:
     # moves outputs by more than the 1e-3 allowed, so it is an opt-in, not the default
     variants["bfloat16 autocast of that (opt-in)"] = (BFloat16(inference_copy(plain)), x)
     if with_compile:
-        variants["torch.compile(BatchNorm folded)"] = (torch.compile(inference_copy(plain)), x)
+        variants["torch.compile of the folded, weights frozen"] = (
+            torch.compile(inference_copy(plain), options={"freezing": True}), x)
     out = {}
     with torch.inference_mode():
         reference = plain(x.contiguous())

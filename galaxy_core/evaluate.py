@@ -113,11 +113,9 @@ def heldout_split(evaluation: dict, evaluation_tta: dict | None = None) -> dict:
         raise DataError("the TTA evaluation is of another checkpoint than the plain one")
     if not isinstance((evaluation.get("model") or {}).get("rmse"), float):
         raise DataError(f"{evaluation.get('checkpoint', 'an evaluation')} has no model RMSE")
-    config = evaluation.get("train_config") or {}
     return {
-        "split_seed": config.get("seed"),
+        "split_seed": (evaluation.get("train_config") or {}).get("seed"),
         "epoch": evaluation.get("epoch"),
-        "train_config": config,
         "model": evaluation["model"],
         "model_tta": (evaluation_tta or {}).get("model"),
         "mean_baseline": evaluation.get("mean_baseline"),

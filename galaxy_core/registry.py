@@ -61,7 +61,8 @@ def describe_model(loaded: LoadedModel) -> dict:
 
     ``val_rmse`` is the model's own validation score; a model trained on every galaxy has none,
     and ``heldout`` then holds its recipe's scores on other splits (``meta["recipe_validation"]``,
-    averaged), if it carries them. ``accuracy`` says in words which of the two it is."""
+    averaged), if it carries them. ``accuracy`` says in words which of the two it is;
+    ``trained_on_all``: no labelled galaxy was held out."""
     meta = loaded.meta
     best = (meta.get("metrics") or {}).get("best") or {}
     val = best.get("val") or {}
@@ -69,9 +70,10 @@ def describe_model(loaded: LoadedModel) -> dict:
     splits = (meta.get("recipe_validation") or {}).get("splits") or []
     heldout = mean_over_splits(splits) if splits else None
     learned = [q for q in QUESTIONS if all(c in loaded.trained_columns for c in q.columns)]
+    trained_on_all = data.get("val_galaxies") == 0
     if not data:
         described = meta.get("note", "unknown")
-    elif data.get("val_galaxies") == 0:
+    elif trained_on_all:
         described = f"all {data.get('train_galaxies', '?')} labelled galaxies (none held out)"
     else:
         described = (f"{data.get('train_galaxies', '?')} training / "
@@ -87,6 +89,7 @@ def describe_model(loaded: LoadedModel) -> dict:
         "created": meta.get("created", "unknown"),
         "epoch": meta.get("epoch"),
         "data": described,
+        "trained_on_all": trained_on_all,
         "val_rmse": val.get("rmse"),
         "baseline_rmse": (best.get("baseline_val") or {}).get("rmse"),
         "heldout": heldout,

@@ -10,6 +10,7 @@ from galaxy_core import paths
 from galaxy_core.data import DataError, image_path
 from galaxy_core.images import ImageError
 from galaxy_core.predict import predict_image
+from galaxy_core.registry import describe_model
 from galaxy_core.schema import COLUMN_INDEX, QUESTIONS, answer_name
 from pages.common import active_model, read_labels_cached, thumb
 
@@ -97,7 +98,7 @@ with table_col:
             })
         st.markdown(f"**Q{question.number} {question.topic}** — {question.text}")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-if loaded is not None and (loaded.meta.get("data") or {}).get("val_galaxies") == 0:
+if loaded is not None and describe_model(loaded)["trained_on_all"]:
     st.caption("The active model was trained on every galaxy of its labels file (for the "
                "shipped model: all 4000 of the shared sample, the 40 shipped samples included), "
                "so for those galaxies this comparison shows how well it fits its training data, "

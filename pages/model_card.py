@@ -18,11 +18,14 @@ info = registry.describe_model(loaded)
 st.subheader(f"Active model: {registry.model_label(loaded.path)}")
 heldout = info["heldout"]
 own = info["val_rmse"] is not None
+best = ((loaded.meta.get("metrics") or {}).get("best") or {})
 left, middle, right = st.columns(3)
 if own or not heldout:
     left.metric("Validation RMSE", f"{info['val_rmse']:.4f}" if own else "n/a")
     middle.metric("Mean-prediction baseline", f"{info['baseline_rmse']:.4f}"
                   if info["baseline_rmse"] else "n/a")
+    per_question = (best.get("val") or {}).get("per_question") or {}
+    baseline = (best.get("baseline_val") or {}).get("per_question") or {}
 else:
     left.metric(f"Held-out RMSE (recipe, {heldout['splits']} splits)",
                 f"{heldout['model']['rmse']:.4f}",
@@ -30,17 +33,12 @@ else:
                      "it on. The same recipe trained on other splits scored this on the "
                      "galaxies each one held out (mean over splits).")
     middle.metric("Mean-prediction baseline", f"{heldout['mean_baseline']['rmse']:.4f}")
+    per_question = heldout["model"]["per_question"]
+    baseline = heldout["mean_baseline"]["per_question"]
 right.metric("Input", f"{info['image_size']} px, centre {info['crop_fraction']:.0%}")
 st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; epoch "
            f"{info['epoch']}. Accuracy: {info['accuracy']}.")
 
-best = ((loaded.meta.get("metrics") or {}).get("best") or {})
-if own or not heldout:
-    per_question = (best.get("val") or {}).get("per_question") or {}
-    baseline = (best.get("baseline_val") or {}).get("per_question") or {}
-else:
-    per_question = heldout["model"]["per_question"]
-    baseline = heldout["mean_baseline"]["per_question"]
 if per_question:
     st.dataframe(pd.DataFrame([{
         "question": f"Q{q.number} {q.topic}",

@@ -36,16 +36,16 @@ def recipe_validation(train_config: dict, heldout: list, heldout_tta: list) -> d
                         f"({len(heldout_tta)} for {len(heldout)})")
     splits = []
     for i, path in enumerate(heldout):
-        split = heldout_split(read_json(path),
-                              read_json(heldout_tta[i]) if heldout_tta else None)
-        if split["train_config"]:
-            differences = recipe_differences(train_config, split["train_config"])
+        evaluation = read_json(path)
+        split = heldout_split(evaluation, read_json(heldout_tta[i]) if heldout_tta else None)
+        recipe = evaluation.get("train_config")
+        if recipe:
+            differences = recipe_differences(train_config, recipe)
             if differences:
                 raise DataError(f"{path} evaluates another recipe (differs in "
                                 f"{', '.join(differences)})")
         else:
             log.warning("%s does not record its training recipe; not checked", path)
-        del split["train_config"]
         splits.append(split)
         log.info("held-out split (seed %s): RMSE %.4f", split["split_seed"],
                  split["model"]["rmse"])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import augment
 from .checkpoint import LoadedModel
 from .data import (DataError, LabelTable, check_images_exist, image_path, read_labels,
                    select_subset, split_train_val)
@@ -53,6 +54,7 @@ def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
     preds = result.frame[list(ANSWER_COLUMNS)].to_numpy(dtype=np.float64)
     report = rmse_report(preds, table.targets)
     report["tta"] = tta
+    report["tta_views"] = len(augment.views(tta))
     report["evaluated_columns"] = list(table.columns)
     report["untrained_columns_with_targets"] = [c for c in table.columns
                                                 if c not in loaded.trained_columns]

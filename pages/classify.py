@@ -5,6 +5,7 @@ import os
 import pandas as pd
 import streamlit as st
 
+from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.images import ImageError, display_crop
 from galaxy_core.predict import predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -34,10 +35,12 @@ chosen = st.multiselect("…or pick shipped sample galaxies", list(names), key="
 left, right = st.columns([1, 3])
 left.button("Try 4 samples", help="one click: classify four shipped galaxies",
             on_click=lambda: st.session_state.update(classify_pick=list(names)[:4]))
-tta = right.toggle("Average over 8 rotations/flips (test-time augmentation)", value=True,
-                   help="Galaxies have no orientation, so the model's answers for the 8 flips "
-                        "and right-angle turns of an image are averaged: slightly more accurate "
-                        "(see the Model card's TTA column), 8x the compute. Off: one pass.")
+tta = right.toggle(f"Average over {len(TTA_VIEWS)} rotated and mirrored views (test-time "
+                   "augmentation)", value=True,
+                   help="Galaxies have no orientation, so the model's answers for the image "
+                        f"turned by multiples of 60 degrees, each also mirrored, are averaged: "
+                        "more accurate (see the Model card's TTA column), "
+                        f"{len(TTA_VIEWS)}x the compute. Off: one pass.")
 
 sources = [f.getvalue() for f in uploads or []] + [names[c] for c in chosen]
 labels = [f.name for f in uploads or []] + [f"{c}.jpg" for c in chosen]

@@ -28,8 +28,20 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def _tta_cell(variant: dict) -> str:
+    views = variant.get("tta_views")
+    return _fmt(variant.get("tta_rmse")) + (f" ({views})" if views and variant.get("tta_rmse")
+                                            else "")
+
+
+def _tta_label(splits: list) -> str:
+    views = {(s.get("model_tta") or {}).get("tta_views") for s in splits} - {None}
+    return f"model + {views.pop()}-view TTA" if len(views) == 1 else "model + TTA"
+
+
 def _accuracy_section(splits: list, own: bool) -> list:
     mean = mean_over_splits(splits)
+    tta = _tta_label(splits)
     if own:
         head = ("## Accuracy on the validation galaxies",
                 "RMSE over all known galaxy × answer cells (Kaggle definition), on the galaxies "
@@ -42,7 +54,7 @@ def _accuracy_section(splits: list, own: bool) -> list:
                 "× answer cells, Kaggle definition; each run's checkpoint with the lowest "
                 "validation RMSE, which flatters it slightly):")
     lines = [head[0], head[1], "",
-             "| held-out split | galaxies | model | model + 8-view TTA | predict the training mean |",
+             f"| held-out split | galaxies | model | {tta} | predict the training mean |",
              "|---|---|---|---|---|"]
     for split in splits:
         lines.append(f"| seed {split.get('split_seed', '?')} | {split['model'].get('galaxies')} | "
@@ -55,7 +67,7 @@ def _accuracy_section(splits: list, own: bool) -> list:
     learned = [q for q in QUESTIONS if mean["model"]["per_question"][f"Q{q.number}"] is not None]
     which = "mean over the splits" if len(splits) > 1 else "the validation galaxies"
     lines += ["", f"Per question ({which}):", "",
-              "| question | model | model + 8-view TTA | predict the training mean |",
+              f"| question | model | {tta} | predict the training mean |",
               "|---|---|---|---|"]
     for q in learned:
         key = f"Q{q.number}"
@@ -81,12 +93,12 @@ def _variants_section(variants: list) -> list:
              "reduced budget (12 epochs), each adding one change to the row above. Minutes are "
              "epoch time under the load of the day (the GPU rows ran 8 or 3 at once on one "
              "GPU) and are no speed comparison.", "",
-             "| variant | epochs | split | val RMSE | + 8-view TTA | trained on | minutes |",
+             "| variant | epochs | split | val RMSE | + TTA (views) | trained on | minutes |",
              "|---|---|---|---|---|---|---|"]
     for v in variants:
         minutes = v.get("minutes")
         lines.append(f"| {v['name']} | {v['epochs']} | {v.get('split_seed', 0)} | "
-                     f"{_fmt(v['best_val_rmse'])} | {_fmt(v.get('tta_rmse'))} | "
+                     f"{_fmt(v['best_val_rmse'])} | {_tta_cell(v)} | "
                      f"{v.get('hardware', '2-core CPU')} | "
                      f"{'—' if minutes is None else f'{minutes:.1f}'} |")
     return lines + [""]

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import list_images
 from galaxy_core.distributed import distributed_session, gather, split_evenly
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("--images", nargs="+", required=True, help="image folder(s) or files")
     parser.add_argument("--out", required=True, help="CSV file to write")
     parser.add_argument("--tta", action="store_true",
-                        help="average the 8 flips/right-angle rotations (8x slower)")
+                        help=f"average {len(TTA_VIEWS)} rotated and mirrored views "
+                             f"({len(TTA_VIEWS)}x slower)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=int, default=1,
                         help="decoding threads (default 1: on few cores the model needs the rest)")

@@ -211,6 +211,7 @@ def main(argv=None) -> int:
         plain, tta = sweep.evaluate(name, False), sweep.evaluate(name, True)
         rows.append({"name": name, "epochs": len(history), "split_seed": config.seed,
                      "best_val_rmse": plain and plain["rmse"], "tta_rmse": tta and tta["rmse"],
+                     "tta_views": tta and tta.get("tta_views"),
                      "hardware": f"{hardware} ({len(variants)} runs sharing it)",
                      "minutes": sum(h.get("epoch_s", 0) for h in history) / 60,
                      "config": dataclasses.asdict(config)})

@@ -134,3 +134,18 @@ def test_bfloat16_is_an_opt_in_that_moves_probabilities_by_thousandths(tmp_path)
     out = tmp_path / "fast.csv"
     assert main(["--images", *images[:4], "--out", str(out), "--precision", "bfloat16"]) == 0
     assert len(pd.read_csv(out)) == 4
+
+
+def test_predict_cli_averages_the_tta_views_by_default_as_the_app_does(tmp_path):
+    from galaxy_core import paths
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.data import list_images
+    from train.predict import main
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    images = list_images(paths.SAMPLE_IMAGES)[:3]
+    for flags, tta in (([], True), (["--no-tta"], False)):
+        out = tmp_path / f"tta_{tta}.csv"
+        assert main(["--images", *images, "--out", str(out), "--workers", "0", *flags]) == 0
+        expected = predict_files(loaded, images, workers=0, tta=tta).frame
+        np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(),
+                                   expected.iloc[:, 1:].to_numpy(), atol=1e-6)

@@ -1,6 +1,6 @@
 """Predict the 37 answer probabilities for a folder (or list) of images, as a Kaggle CSV.
 
-    python -m train.predict [--checkpoint CKPT] --images DIR_OR_FILES... --out CSV [--tta]
+    python -m train.predict [--checkpoint CKPT] --images DIR_OR_FILES... --out CSV [--no-tta]
         [--precision bfloat16]
     torchrun --nproc-per-node N -m train.predict ...   (each process takes a share; rank 0 writes)
 
@@ -65,9 +65,10 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
     parser.add_argument("--images", nargs="+", required=True, help="image folder(s) or files")
     parser.add_argument("--out", required=True, help="CSV file to write")
-    parser.add_argument("--tta", action="store_true",
-                        help=f"average {len(TTA_VIEWS)} rotated and mirrored views "
-                             f"({len(TTA_VIEWS)}x slower)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"average {len(TTA_VIEWS)} rotated and mirrored views, as the app "
+                             f"does (default; more accurate); --no-tta: one view, "
+                             f"{len(TTA_VIEWS)}x faster")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=int, default=1,
                         help="decoding threads (default 1: on few cores the model needs the rest)")

@@ -32,7 +32,7 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.config import TrainConfig
 from galaxy_core.data import list_images
 from galaxy_core.explain import compute_cam
-from galaxy_core.images import normalize_float, prepare_for_model
+from galaxy_core.images import normalize, prepare_for_model
 from galaxy_core.metrics import masked_mse
 from galaxy_core.predict import predict_files, predict_image
 from galaxy_core.training import fit
@@ -273,8 +273,7 @@ def main(argv=None) -> int:
                                                          / raw[f"predict_peak_rss_mb_{small}"])
 
     # 7. what each inference choice is worth (forward at the batch size above; max |diff|)
-    contexts = torch.stack([prepare_for_model(f, p) for f in files[:batch]]).float() / 255.0
-    real = normalize_float(augment.model_view(contexts, p), p)
+    real = normalize(torch.stack([prepare_for_model(f, p) for f in files[:batch]]), p)
     choices = inference_choices(loaded, real.contiguous(memory_format=torch.channels_last),
                                 repeats, args.with_compile)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,17 +43,6 @@ class Preprocess:
             raise ValueError(f"crop_fraction must be in 0.05..1.0, got {self.crop_fraction}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-
-    @property
-    def context_fraction(self) -> float:
-        """The part of the frame decoded around the crop: room to rotate the crop by any angle
-        without black corners (capped at the whole frame)."""
-        return min(1.0, self.crop_fraction * math.sqrt(2.0) * 1.1)
-
-    @property
-    def context_size(self) -> int:
-        """Pixels across the decoded context, at the model's scale."""
-        return math.ceil(self.image_size * self.context_fraction / self.crop_fraction)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .config import Preprocess
-from .augment import model_view
-from .images import ImageError, normalize_float, prepare, prepare_for_model
+from .images import ImageError, prepare, prepare_for_model, normalize
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
 
 log = logging.getLogger(__name__)
@@ -142,10 +141,8 @@ def split_train_val(table: LabelTable, val_fraction: float, seed: int):
 class GalaxyZooDataset(Dataset):
     """The seed's dataset: labelled -> (image, targets (37,) NaN=unknown); else (image, galaxy_id).
 
-    Images go through the eval transform of ``preprocess``: the model's crop, float,
-    normalised, (3, S, S); with ``normalized=False`` the decoded uint8 input with its context
-    (3, C, C), as training caches it and prediction decodes it. ``paths`` lets an unlabelled
-    dataset read any list of files; their ``galaxy_id`` is the file name stem.
+    Images go through the eval transform of ``preprocess`` (float, normalised). ``paths`` lets
+    an unlabelled dataset read any list of files; their ``galaxy_id`` is the file name stem.
     """
 
     def __init__(self, images_dir=None, labels=None, preprocess: Preprocess = Preprocess(),
@@ -168,8 +165,7 @@ class GalaxyZooDataset(Dataset):
     def __getitem__(self, index):
         image = prepare_for_model(self.paths[index], self.preprocess)
         if self.normalized:
-            crop = model_view(image.unsqueeze(0).float().div_(255.0), self.preprocess)
-            image = normalize_float(crop, self.preprocess)[0]
+            image = normalize(image.unsqueeze(0), self.preprocess)[0]
         if self.table is not None:
             return image, torch.from_numpy(self.table.targets[index])
         return image, self.ids[index]

@@ -54,7 +54,7 @@ def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
     preds = result.frame[list(ANSWER_COLUMNS)].to_numpy(dtype=np.float64)
     report = rmse_report(preds, table.targets)
     report["tta"] = tta
-    report["tta_views"] = len(augment.views(tta))
+    report["tta_views"] = augment.TTA_VIEWS if tta else 1
     report["evaluated_columns"] = list(table.columns)
     report["untrained_columns_with_targets"] = [c for c in table.columns
                                                 if c not in loaded.trained_columns]

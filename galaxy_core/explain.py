@@ -17,8 +17,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from .checkpoint import LoadedModel
-from .augment import model_view
-from .images import normalize_float, prepare_for_model
+from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX
 
 METHODS = ("gradcam", "gradcam++")
@@ -92,14 +91,12 @@ def _cam_weights(activations: torch.Tensor, gradients: torch.Tensor, method: str
 
 def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
                 method: str = "gradcam", layer: str = "layer4") -> CamResult:
-    """Heatmap over the model's crop of one image decoded with context, uint8 (3,C,C)
-    (``prepare_for_model``). Default target: the top answer."""
+    """Heatmap for one preprocessed image, uint8 (3,S,S). Default target: the top answer."""
     if method not in METHODS:
         raise CamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if answer_column is not None and answer_column not in COLUMN_INDEX:
         raise CamError(f"unknown answer {answer_column!r}; use a Kaggle column such as Class1.1")
-    context = image_uint8.unsqueeze(0).to(loaded.device).float().div_(255.0)
-    x = normalize_float(model_view(context, loaded.preprocess), loaded.preprocess)
+    x = normalize(image_uint8.unsqueeze(0).to(loaded.device), loaded.preprocess)
     # the input needs a gradient so the graph reaches the layer even with a frozen backbone
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
     with loaded.lock, CamHooks(loaded.net, layer) as hooks:

@@ -8,10 +8,6 @@ why, and converting any colour mode sensibly (greyscale, palette, RGBA, CMYK, 16
 ``size`` pixels as uint8 (3, size, size). JPEGs are decoded at a reduced DCT scale when that
 still leaves at least ``size`` pixels across the crop (PIL's ``draft``): several times faster,
 and deterministic, so it is part of the preprocessing itself, identical in training and use.
-
-``prepare_for_model`` decodes the model's crop with a margin around it (the context), exactly as
-training caches its images; ``augment.model_view`` then resamples the model's crop (or a rotated
-view of it) from that, as training does.
 """
 
 from __future__ import annotations
@@ -115,9 +111,8 @@ def prepare(source, size: int, crop_fraction: float, name: str | None = None) ->
 
 
 def prepare_for_model(source, preprocess: Preprocess, name: str | None = None) -> torch.Tensor:
-    """The decoded model input: uint8 (3, C, C), the crop with its context as training caches
-    it (C = ``preprocess.context_size``); ``augment.model_view`` cuts the model's crop from it."""
-    return prepare(source, preprocess.context_size, preprocess.context_fraction, name)
+    """The eval transform's first half: uint8 (3, S, S) as the model's preprocessing defines."""
+    return prepare(source, preprocess.image_size, preprocess.crop_fraction, name)
 
 
 def normalize(batch_uint8: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:

@@ -1,9 +1,8 @@
 """Prediction: one image or a folder of images -> 37 probabilities (Kaggle submission format).
 
-Images are decoded with context, as for training, in threads while the model runs
-(``inference_mode``, channels-last); the model's crop is resampled from the context as in
-training, optionally averaging 12 rotated and mirrored views (test-time augmentation,
-``augment.TTA_VIEWS``). A file that cannot be read is reported and skipped, never fatal.
+Images are decoded in threads while the model runs (``inference_mode``,
+channels-last), optionally averaging the 8 flips/right-angle rotations (test-time
+augmentation). A file that cannot be read is reported and skipped, never fatal for a batch.
 
 ``precision="bfloat16"`` is an opt-in for survey-scale runs: about 1.8x the throughput where
 the hardware computes bfloat16 natively (CPUs with AVX512-BF16 or AMX, recent GPUs), at the
@@ -26,7 +25,7 @@ import torch
 from . import augment
 from .checkpoint import LoadedModel
 from .data import DecodeJob, collate_decoded
-from .images import normalize_float, prepare_for_model
+from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -56,22 +55,21 @@ class PredictionResult:
 @torch.inference_mode()
 def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False,
               precision: str = "float32") -> np.ndarray:
-    """uint8 (B,3,C,C) images decoded with context (``prepare_for_model``) -> probabilities
-    (B, 37) as float32, eval mode, averaged over ``augment.views(tta)``. ``net`` is a
-    ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1]."""
+    """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode.
+    ``net`` is a ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1]."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     net.eval()
     device = next(net.parameters()).device
-    context = images_uint8.to(device).float().div_(255.0)
-    preds = 0
-    views = augment.views(tta)
-    for angle, mirrored in views:
-        batch = normalize_float(augment.model_view(context, preprocess, angle, mirrored), preprocess)
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            preds = preds + net(batch).float().clamp(0, 1)
-    return (preds / len(views)).cpu().numpy()
+    batch = normalize(images_uint8.to(device), preprocess)
+    batch = batch.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        if tta:
+            preds = torch.stack([net(v).float().clamp(0, 1)
+                                 for v in augment.dihedral_views(batch)]).mean(0)
+        else:
+            preds = net(batch).float().clamp(0, 1)
+    return preds.cpu().numpy()
 
 
 def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False,
@@ -126,8 +124,7 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
         raise ValueError(f"{len(sources)} images but {len(names)} names")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    job = DecodeJob(sources, loaded.preprocess.context_size, loaded.preprocess.context_fraction,
-                    names)
+    job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names)
     pin = loaded.device.type == "cuda"
     rows, ids, kept, errors, done = [], [], [], [], 0
     for images, index, failures in decoded_batches(job, batch_size, workers):

@@ -82,7 +82,7 @@ def _make_scheduler(optimizer, config: TrainConfig, total_steps: int):
 
 def predict_cached(net, images_uint8: torch.Tensor, preprocess, tta: bool = False,
                    batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Probabilities (N, 37) for a uint8 (N,3,C,C) cache decoded with context, in batches."""
+    """Probabilities (N, 37) for a uint8 (N,3,S,S) cache, in batches."""
     outputs = [run_model(net, preprocess, images_uint8[start:start + batch_size], tta)
                for start in range(0, len(images_uint8), batch_size)]
     return np.concatenate(outputs) if outputs else np.zeros((0, NUM_ANSWERS), np.float32)
@@ -106,7 +106,7 @@ class _Data:
     train_table: object
     val_table: object
     train_images: torch.Tensor  # uint8 (N, 3, C, C), with room for rotations
-    val_images: torch.Tensor  # uint8 (M, 3, C, C), as prediction decodes them
+    val_images: torch.Tensor  # uint8 (M, 3, S, S), exactly the eval preprocessing
     description: dict
 
 
@@ -127,9 +127,9 @@ def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext)
                 elapsed_s=time.perf_counter() - started)))
 
     def decode_all():
-        size, fraction = preprocess.context_size, preprocess.context_fraction
-        return (decode(train_table, size, fraction, "training"),
-                decode(val_table, size, fraction, "validation"))
+        return (decode(train_table, augment.context_size(preprocess),
+                       augment.context_fraction(preprocess), "training"),
+                decode(val_table, preprocess.image_size, preprocess.crop_fraction, "validation"))
 
     # with a shared on-disk cache, rank 0 decodes once and the others then read its cache
     shared_cache = ctx.distributed and bool(config.cache_dir)

@@ -35,12 +35,12 @@ chosen = st.multiselect("…or pick shipped sample galaxies", list(names), key="
 left, right = st.columns([1, 3])
 left.button("Try 4 samples", help="one click: classify four shipped galaxies",
             on_click=lambda: st.session_state.update(classify_pick=list(names)[:4]))
-tta = right.toggle(f"Average over {len(TTA_VIEWS)} rotated and mirrored views (test-time "
-                   "augmentation)", value=True,
-                   help="Galaxies have no orientation, so the model's answers for the image "
-                        f"turned by multiples of 60 degrees, each also mirrored, are averaged: "
-                        "more accurate (see the Model card's TTA column), "
-                        f"{len(TTA_VIEWS)}x the compute. Off: one pass.")
+tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips (test-time augmentation)",
+                   value=True,
+                   help=f"Galaxies have no orientation, so the model's answers for the {TTA_VIEWS} "
+                        "flips and right-angle turns of an image are averaged: slightly more "
+                        "accurate (see the Model card's TTA column), "
+                        f"{TTA_VIEWS}x the compute. Off: one pass.")
 
 sources = [f.getvalue() for f in uploads or []] + [names[c] for c in chosen]
 labels = [f.name for f in uploads or []] + [f"{c}.jpg" for c in chosen]

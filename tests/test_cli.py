@@ -222,7 +222,7 @@ def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
     from galaxy_core.checkpoint import load_checkpoint
     shipped = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
     assert shipped.meta["data"]["val_galaxies"] == 0
-    assert [s["split_seed"] for s in shipped.meta["recipe_validation"]["splits"]] == [0, 2]
+    assert [s["split_seed"] for s in shipped.meta["recipe_validation"]["splits"]] == [0, 1, 2]
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert "Accuracy on held-out galaxies" in card and "| tiny | 1 |" in card
     assert (model_dir / "rmse_per_question.png").is_file()

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", required=True, help="labels CSV (GalaxyID + answer columns)")
     parser.add_argument("--json", help="also write the full report as JSON here")
     parser.add_argument("--plots", help="folder for a per-question chart and pred-vs-true plots")
-    parser.add_argument("--tta", action="store_true", help=f"average {len(TTA_VIEWS)} rotated and mirrored views")
+    parser.add_argument("--tta", action="store_true", help=f"average the {TTA_VIEWS} dihedral views")
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
                         help="'val': only the galaxies the checkpoint held out for validation "
                              "(its recorded split, verified); the baseline then predicts the "

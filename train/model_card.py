@@ -93,9 +93,7 @@ def _variants_section(variants: list) -> list:
              "split seed also seeds initialisation and augmentation). Rows marked 64 px are a "
              "reduced budget (12 epochs), each adding one change to the row above. Minutes are "
              "epoch time under the load of the day (the GPU rows ran 8 or 3 at once on one "
-             "GPU) and are no speed comparison. TTA (8): the 8 right-angle rotations/flips of a "
-             "crop resized straight from the image, as the tools did before; TTA (12): the 12 "
-             "views they average now, resampled as in training.", "",
+             "GPU) and are no speed comparison. TTA (n): the number of views averaged.", "",
              "| variant | epochs | split | val RMSE | + TTA (views) | trained on | minutes |",
              "|---|---|---|---|---|---|---|"]
     for v in variants:
@@ -136,12 +134,11 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"ReLU → Dropout({loaded.net.config.dropout}) → Linear(512,37), **{loaded.net.config.head}"
         f"** output head (per-question softmax scaled by the parent answer, so outputs obey the "
         f"Galaxy Zoo tree by construction).",
-        f"- Input: centre {loaded.preprocess.crop_fraction:.0%} of the frame (the galaxy) at "
-        f"{loaded.preprocess.image_size} px, cut from a decoded margin by the same bilinear "
-        f"resampler as in training, ImageNet normalisation; stored in the checkpoint so every "
-        f"tool preprocesses identically. Test-time averaging (TTA, on by default in the app and "
-        f"`train.predict`) averages {len(TTA_VIEWS)} views: the crop turned by multiples of "
-        f"60 degrees, each also mirrored.",
+        f"- Input: centre {loaded.preprocess.crop_fraction:.0%} of the frame (the galaxy), "
+        f"resized to {loaded.preprocess.image_size} px, ImageNet normalisation; stored in the "
+        f"checkpoint so every tool preprocesses identically. Test-time averaging (TTA, on by "
+        f"default in the app and `train.predict`) averages the {TTA_VIEWS} flips and "
+        f"right-angle rotations of that crop.",
         f"- Residual-block convolution weights stored in float16, everything else in float32 "
         f"(saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
         f"{meta.get('created', '?')}, epoch {meta.get('epoch')} of "

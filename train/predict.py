@@ -66,9 +66,9 @@ def main(argv=None) -> int:
     parser.add_argument("--images", nargs="+", required=True, help="image folder(s) or files")
     parser.add_argument("--out", required=True, help="CSV file to write")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
-                        help=f"average {len(TTA_VIEWS)} rotated and mirrored views, as the app "
+                        help=f"average the {TTA_VIEWS} flips/right-angle rotations, as the app "
                              f"does (default; more accurate); --no-tta: one view, "
-                             f"{len(TTA_VIEWS)}x faster")
+                             f"{TTA_VIEWS}x faster")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=int, default=1,
                         help="decoding threads (default 1: on few cores the model needs the rest)")

@@ -169,7 +169,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"cut-outs; other surveys, framings, colour stretches or processed images are out of "
         f"distribution.",
         "- The held-out galaxies come from the same 5,000-galaxy range of GalaxyIDs; accuracy on "
-        "other galaxies can differ, and the two splits above already differ by several "
+        "other galaxies can differ, and the splits above already differ by several "
         "thousandths.",
         "- Predictions estimate volunteer vote fractions, not physical ground truth; about 44 "
         "votes per galaxy put a counting-noise floor near 0.04 RMSE.",

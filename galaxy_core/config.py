@@ -80,6 +80,8 @@ class TrainConfig:
     subset: int = _f(0, "use only this many galaxies (0 = all)")
     subset_mode: str = _f("first", "how to pick the subset", choices=("first", "random"))
     val_fraction: float = _f(0.2, "fraction held out for validation (deterministic by seed)")
+    train_fraction: float = _f(1.0, "use only this share of the training galaxies (seeded; the "
+                               "validation galaxies stay the same), for learning curves")
     seed: int = _f(0, "random seed for the split, initialisation and augmentation")
     image_size: int = _f(224, "model input size in pixels")
     crop_fraction: float = _f(1.0, "centre crop before resizing (fraction of the frame)")
@@ -103,6 +105,8 @@ class TrainConfig:
             (self.subset >= 0, f"subset must be >= 0, got {self.subset}"),
             (0.0 <= self.val_fraction < 1.0,
              f"val_fraction must be in [0, 1), got {self.val_fraction}"),
+            (0.0 < self.train_fraction <= 1.0,
+             f"train_fraction must be in (0, 1], got {self.train_fraction}"),
             (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.augment in AUGMENTS, f"augment must be one of {AUGMENTS}"),

@@ -125,17 +125,26 @@ def select_subset(table: LabelTable, size: int, mode: str, seed: int) -> LabelTa
     raise ValueError(f"subset mode must be 'first' or 'random', got {mode!r}")
 
 
-def split_train_val(table: LabelTable, val_fraction: float, seed: int):
-    """Deterministic split by a seeded permutation of GalaxyIDs (independent of row order)."""
-    if val_fraction <= 0:
-        return table, table.subset(np.arange(0))
+def split_train_val(table: LabelTable, val_fraction: float, seed: int,
+                    train_fraction: float = 1.0):
+    """Deterministic split by a seeded permutation of GalaxyIDs (independent of row order).
+
+    ``train_fraction`` < 1 keeps only that share of the training galaxies, for learning curves:
+    the validation galaxies stay the same, and a smaller fraction's training galaxies are a
+    subset of a larger one's (the permutation is cut, not redrawn).
+    """
+    if not 0.0 < train_fraction <= 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
     order = np.argsort(table.galaxy_ids, kind="stable")
     shuffled = order[np.random.default_rng(seed).permutation(len(order))]
-    n_val = max(1, int(round(len(table) * val_fraction)))
+    n_val = max(1, int(round(len(table) * val_fraction))) if val_fraction > 0 else 0
     if n_val >= len(table):
         raise DataError(f"val_fraction {val_fraction} leaves no training galaxies "
                         f"out of {len(table)}")
-    return table.subset(np.sort(shuffled[n_val:])), table.subset(np.sort(shuffled[:n_val]))
+    training = shuffled[n_val:]
+    if train_fraction < 1.0:
+        training = training[:max(1, int(round(len(training) * train_fraction)))]
+    return table.subset(np.sort(training)), table.subset(np.sort(shuffled[:n_val]))
 
 
 class GalaxyZooDataset(Dataset):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from . import augment
 from .checkpoint import LoadedModel
+from .config import TrainConfig
 from .data import (DataError, LabelTable, check_images_exist, image_path, read_labels,
                    select_subset, split_train_val)
 from .metrics import rmse_report
@@ -33,7 +34,8 @@ def training_split(loaded: LoadedModel, labels_csv):
         raise DataError("this checkpoint does not record its training split")
     table = select_subset(read_labels(labels_csv), config.get("subset", 0),
                           config.get("subset_mode", "first"), config.get("seed", 0))
-    train, val = split_train_val(table, config.get("val_fraction", 0.2), config.get("seed", 0))
+    train, val = split_train_val(table, config.get("val_fraction", 0.2), config.get("seed", 0),
+                                 config.get("train_fraction", 1.0))
     if ids_digest(val.galaxy_ids) != data["val_ids_sha"]:
         raise DataError(f"{labels_csv} does not reproduce the checkpoint's validation split "
                         f"(different labels file or rows)")
@@ -100,9 +102,12 @@ NOT_RECIPE = frozenset({"seed", "val_fraction", "out", "images", "labels", "devi
 
 
 def recipe_differences(config: dict, other: dict) -> list[str]:
-    """TrainConfig fields (outside ``NOT_RECIPE``) whose values differ between two runs."""
+    """TrainConfig fields (outside ``NOT_RECIPE``) whose values differ between two runs; a field
+    that one record lacks (written before the field existed) counts as its default."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
     keys = (set(config) | set(other)) - NOT_RECIPE
-    return sorted(k for k in keys if config.get(k) != other.get(k))
+    return sorted(k for k in keys
+                  if config.get(k, defaults.get(k)) != other.get(k, defaults.get(k)))
 
 
 def heldout_split(evaluation: dict, evaluation_tta: dict | None = None) -> dict:

@@ -114,7 +114,8 @@ def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext)
     table = select_subset(read_labels(config.labels), config.subset, config.subset_mode,
                           config.seed)
     check_images_exist(config.images, table.galaxy_ids)
-    train_table, val_table = split_train_val(table, config.val_fraction, config.seed)
+    train_table, val_table = split_train_val(table, config.val_fraction, config.seed,
+                                            config.train_fraction)
     log.info("%d training and %d validation galaxies; answers with targets: %s",
              len(train_table), len(val_table), ", ".join(table.columns))
 
@@ -142,6 +143,7 @@ def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext)
         "images": os.path.abspath(config.images), "labels": os.path.abspath(config.labels),
         "galaxies": len(table), "train_galaxies": len(train_table),
         "val_galaxies": len(val_table), "val_fraction": config.val_fraction,
+        "train_fraction": config.train_fraction,
         "split_seed": config.seed, "subset": config.subset,
         "val_ids_sha": ids_digest(val_table.galaxy_ids), "world_size": ctx.world_size,
     }

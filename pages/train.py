@@ -1,5 +1,6 @@
 """Train (maintainers): the CLI's training config as a form, run in the background."""
 
+import dataclasses
 import datetime as dt
 import os
 
@@ -12,7 +13,7 @@ from galaxy_core.checkpoint import CheckpointError
 from galaxy_core.config import AUGMENTS, HEADS, SCHEDULES, TrainConfig
 from galaxy_core.device import describe, select_device
 from galaxy_core.jobs import JobBusy
-from pages.common import training_jobs
+from pages.common import active_model, training_jobs
 
 st.title("🛠️ Train a model")
 
@@ -42,26 +43,62 @@ st.caption(f"Unlocked: {reason}. Runs on {describe(select_device('auto'))}.")
 
 jobs = training_jobs()
 
+# Quick-look defaults (a few minutes on a CPU); the button below fills in a real recipe.
+FORM_DEFAULTS = {
+    "subset": 0, "val_fraction": 0.2, "epochs": 10, "batch_size": 32,
+    "lr": 1e-3, "image_size": 96, "crop_fraction": 0.5, "schedule": "onecycle",
+    "head": "tree", "augment": "full", "dropout": 0.25, "weight_decay": 0.0,
+    "seed": 0, "train_fraction": 1.0, "pretrained": False, "freeze_backbone": False,
+}
+
+
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def key(name: str) -> str:
+    return f"train_{name}"
+
+
+for name, value in FORM_DEFAULTS.items():
+    st.session_state.setdefault(key(name), value)
+
+selected = active_model()
+recipe = (selected.meta.get("train_config") or {}) if selected is not None else {}
+if st.button("Use the selected model's recipe", disabled=not recipe,
+             help="Fill the form with the settings the model in the sidebar was trained with "
+                  "(the shipped model: its published recipe). Data paths stay as they are."):
+    for name, default in FORM_DEFAULTS.items():
+        # a record from before a field existed was trained with that field's default
+        value = recipe.get(name, TRAIN_DEFAULTS[name])
+        st.session_state[key(name)] = type(default)(value)
+    st.toast("Form filled with the selected model's recipe")
+
 with st.form("train_config"):
     st.markdown("**Data** (Kaggle layout: labels CSV + folder of <GalaxyID>.jpg)")
     data_left, data_right = st.columns(2)
     labels = data_left.text_input("Labels CSV", paths.SAMPLE_LABELS, key="train_labels")
     images = data_right.text_input("Image folder", paths.SAMPLE_IMAGES, key="train_images")
     c1, c2, c3, c4 = st.columns(4)
-    subset = c1.number_input("Subset size (0 = all)", 0, 10_000_000, 0)
-    val_fraction = c2.slider("Validation fraction", 0.0, 0.5, 0.2, 0.05)
-    epochs = c3.number_input("Epochs", 1, 1000, 10, key="train_epochs")
-    batch_size = c4.number_input("Batch size", 1, 1024, 32, key="train_batch_size")
+    c1.number_input("Subset size (0 = all)", 0, 10_000_000, key=key("subset"))
+    c2.slider("Validation fraction", 0.0, 0.5, step=0.05, key=key("val_fraction"))
+    c3.number_input("Epochs", 1, 1000, key=key("epochs"))
+    c4.number_input("Batch size", 1, 1024, key=key("batch_size"))
     c5, c6, c7, c8 = st.columns(4)
-    lr = c5.number_input("Learning rate", 1e-6, 1.0, 1e-3, format="%.5f")
-    image_size = c6.number_input("Image size (px)", 16, 1024, 96, key="train_image_size")
-    crop_fraction = c7.slider("Centre crop (fraction of frame)", 0.1, 1.0, 0.5, 0.05)
-    schedule = c8.selectbox("LR schedule", SCHEDULES, index=SCHEDULES.index("onecycle"))
+    c5.number_input("Learning rate", 1e-6, 1.0, format="%.5f", key=key("lr"))
+    c6.number_input("Image size (px)", 16, 1024, key=key("image_size"))
+    c7.slider("Centre crop (fraction of frame)", 0.1, 1.0, step=0.05, key=key("crop_fraction"))
+    c8.selectbox("LR schedule", SCHEDULES, key=key("schedule"))
     c9, c10, c11, c12 = st.columns(4)
-    head = c9.selectbox("Output head", HEADS, index=HEADS.index("tree"))
-    augment = c10.selectbox("Augmentation", AUGMENTS, index=AUGMENTS.index("full"))
-    pretrained = c11.checkbox("ImageNet weights (must be in the torch cache)")
-    freeze_backbone = c12.checkbox("Freeze backbone")
+    c9.selectbox("Output head", HEADS, key=key("head"))
+    c10.selectbox("Augmentation", AUGMENTS, key=key("augment"))
+    c11.slider("Head dropout", 0.0, 0.9, step=0.05, key=key("dropout"))
+    c12.number_input("Adam weight decay", 0.0, 1.0, format="%.6f", key=key("weight_decay"))
+    c13, c14, c15, c16 = st.columns(4)
+    c13.number_input("Seed (split, initialisation, augmentation)", 0, 2**31 - 1, key=key("seed"))
+    c14.slider("Share of training galaxies (learning curves)", 0.05, 1.0, step=0.05,
+               key=key("train_fraction"))
+    c15.checkbox("ImageNet weights (must be in the torch cache)", key=key("pretrained"))
+    c16.checkbox("Freeze backbone", key=key("freeze_backbone"))
     resumable = [p.replace("best.pt", "last.pt") for p in registry.available_checkpoints()
                  if os.path.isfile(p.replace("best.pt", "last.pt")) and p.endswith("best.pt")]
     resume = st.selectbox("Resume from", [""] + resumable,
@@ -71,13 +108,10 @@ with st.form("train_config"):
 
 if submitted:
     out = os.path.join(paths.RUNS_DIR, dt.datetime.now().strftime("run-%Y%m%d-%H%M%S"))
+    settings = {name: st.session_state[key(name)] for name in FORM_DEFAULTS}
     try:
-        config = TrainConfig(images=images, labels=labels, out=out, epochs=int(epochs),
-                             batch_size=int(batch_size), lr=float(lr), subset=int(subset),
-                             val_fraction=float(val_fraction), image_size=int(image_size),
-                             crop_fraction=float(crop_fraction), schedule=schedule, head=head,
-                             augment=augment, pretrained=pretrained,
-                             freeze_backbone=freeze_backbone, resume=resume, workers=0)
+        config = TrainConfig(images=images, labels=labels, out=out, resume=resume, workers=0,
+                             **settings)
         jobs.start(config)
     except (ValueError, JobBusy) as exc:
         st.error(str(exc))

@@ -80,6 +80,18 @@ def test_split_is_deterministic_disjoint_and_order_independent(galaxy_folder):
     assert sorted(val3.galaxy_ids) != sorted(val.galaxy_ids)
 
 
+def test_train_fraction_keeps_validation_and_nests_training_sets(galaxy_folder):
+    table = read_labels(galaxy_folder["labels"])
+    full, val = split_train_val(table, 0.25, seed=3)
+    half, val_half = split_train_val(table, 0.25, seed=3, train_fraction=0.5)
+    quarter, _ = split_train_val(table, 0.25, seed=3, train_fraction=0.25)
+    assert list(val_half.galaxy_ids) == list(val.galaxy_ids)
+    assert (len(full), len(half), len(quarter)) == (12, 6, 3)
+    assert set(quarter.galaxy_ids) < set(half.galaxy_ids) < set(full.galaxy_ids)
+    with pytest.raises(ValueError, match="train_fraction"):
+        split_train_val(table, 0.25, seed=3, train_fraction=0.0)
+
+
 def test_subset_first_and_random(galaxy_folder):
     table = read_labels(galaxy_folder["labels"])
     assert list(select_subset(table, 5, "first", 0).galaxy_ids) == galaxy_folder["ids"][:5]

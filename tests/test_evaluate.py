@@ -45,3 +45,6 @@ def test_mean_over_splits_and_recipe_differences():
     base = {"seed": 0, "val_fraction": 0.2, "out": "a", "image_size": 160, "lr": 1e-3}
     assert recipe_differences(base, dict(base, seed=1, val_fraction=0.0, out="b")) == []
     assert recipe_differences(base, dict(base, image_size=128, lr=2e-3)) == ["image_size", "lr"]
+    # a record from before train_fraction existed means the whole training part
+    assert recipe_differences(base, dict(base, train_fraction=1.0)) == []
+    assert recipe_differences(base, dict(base, train_fraction=0.5)) == ["train_fraction"]

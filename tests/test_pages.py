@@ -9,6 +9,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from galaxy_core import paths
+from galaxy_core.checkpoint import load_checkpoint
 from tests.conftest import galaxy_image
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
@@ -224,6 +225,26 @@ def test_a_broken_checkpoint_in_runs_is_reported_and_the_app_keeps_working(tmp_p
     at.button[0].click().run()
     assert len(verdicts(at)) == 4
     assert (broken / "best.pt").read_bytes() == b"this is not a checkpoint"
+
+
+def test_training_form_takes_the_selected_models_recipe():
+    from streamlit import config
+    previous = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    try:
+        at = app("pages/train.py")
+        assert at.number_input(key="train_epochs").value == 10
+        next(b for b in at.button if b.label == "Use the selected model's recipe").click().run()
+    finally:
+        config.set_option("server.address", previous)
+    assert not at.exception and not at.error
+    recipe = load_checkpoint(paths.DEFAULT_MODEL).meta["train_config"]
+    assert at.number_input(key="train_epochs").value == recipe["epochs"]
+    assert at.number_input(key="train_image_size").value == recipe["image_size"]
+    assert at.slider(key="train_dropout").value == pytest.approx(recipe["dropout"])
+    assert at.slider(key="train_crop_fraction").value == pytest.approx(recipe["crop_fraction"])
+    assert at.selectbox(key="train_schedule").value == recipe["schedule"]
+    assert at.slider(key="train_train_fraction").value == 1.0  # recorded before the field existed
 
 
 def test_stop_button_cancels_a_running_job(monkeypatch):

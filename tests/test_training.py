@@ -92,3 +92,15 @@ def test_a_leftover_single_image_batch_is_skipped(galaxy_folder, tmp_path):
     # BatchNorm cannot train on at this size
     result = fit(tiny_config(galaxy_folder, tmp_path / "r", epochs=1, batch_size=11))
     assert len(result.history) == 1
+
+
+def test_train_fraction_trains_on_a_share_and_evaluation_reproduces_it(galaxy_folder, tmp_path):
+    from galaxy_core.evaluate import training_split
+
+    result = fit(tiny_config(galaxy_folder, tmp_path / "run", epochs=1, train_fraction=0.5))
+    loaded = load_checkpoint(result.best_path)
+    assert loaded.meta["data"]["train_galaxies"] == 6 and loaded.meta["data"]["val_galaxies"] == 4
+    train, val = training_split(loaded, galaxy_folder["labels"])
+    assert len(train) == 6 and len(val) == 4
+    with pytest.raises(ValueError, match="train_fraction"):
+        tiny_config(galaxy_folder, tmp_path / "bad", train_fraction=1.5)

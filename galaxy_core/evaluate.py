@@ -146,3 +146,34 @@ def mean_over_splits(splits: list[dict]) -> dict:
                            for c in ANSWER_COLUMNS},
         }
     return summary
+
+
+def learning_curve_fit(sizes, rmses) -> dict | None:
+    """Fit ``rmse = floor + scale * n ** -exponent`` to (training galaxies, held-out RMSE) points.
+
+    The floor stands for what more data of the same kind cannot remove (vote noise, the recipe);
+    the exponent is searched on a grid, floor and scale solved by least squares for each. Needs
+    three or more distinct sizes and RMSE falling with size; returns None otherwise (a curve
+    that does not fall gives no basis to extrapolate). ``predict(n)`` extrapolates.
+    """
+    n = np.asarray(sizes, dtype=np.float64)
+    r = np.asarray(rmses, dtype=np.float64)
+    if len(np.unique(n)) < 3 or len(n) != len(r):
+        return None
+    order = np.argsort(n)
+    if not np.all(np.diff(r[order]) < 0):
+        return None
+    best = None
+    for exponent in np.linspace(0.02, 3.0, 1491):
+        design = np.stack([np.ones_like(n), n ** -exponent], axis=1)
+        (floor, scale), *_ = np.linalg.lstsq(design, r, rcond=None)
+        if scale <= 0 or floor < 0:
+            continue
+        error = float(np.sum((design @ (floor, scale) - r) ** 2))
+        if best is None or error < best["sse"]:
+            best = {"floor": float(floor), "scale": float(scale), "exponent": float(exponent),
+                    "sse": error}
+    if best is None:
+        return None
+    best["predict"] = lambda size: best["floor"] + best["scale"] * float(size) ** -best["exponent"]
+    return best

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from galaxy_core import paths
 from galaxy_core.schema import CSV_HEADER
 from tests.conftest import make_galaxy_folder
 
@@ -214,7 +215,7 @@ def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
         ["make", "-s", "model", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
          f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={model_dir}",
          f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}", f"VARIANTS={variants}",
-         "TRAIN_DEVICE=cpu", "RECIPE=--epochs 1 --image-size 32 --crop-fraction 0.7 "
+         "TRAIN_DEVICE=cpu", "EPOCHS=1", "RECIPE=--image-size 32 --crop-fraction 0.7 "
          "--head tree --augment full --batch-size 8 --workers 0"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": ROOT})
@@ -226,6 +227,30 @@ def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert "Accuracy on held-out galaxies" in card and "| tiny | 1 |" in card
     assert (model_dir / "rmse_per_question.png").is_file()
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, ".venv", ".installed")),
+                    reason="make learning-curve depends on the .venv that `make test` installs")
+def test_make_learning_curve_trains_nested_shares_and_the_card_shows_them(galaxy_folder, tmp_path):
+    done = subprocess.run(
+        ["make", "-s", "learning-curve", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
+         f"LABELS={galaxy_folder['labels']}", f"RUNS={tmp_path / 'runs'}",
+         f"CACHE={tmp_path / 'cache'}", "TRAIN_DEVICE=cpu", "EPOCHS=1",
+         "RECIPE=--image-size 32 --crop-fraction 0.7 --head tree --batch-size 8 --workers 0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = json.load(open(tmp_path / "runs" / "learning_curve" / "variants.json"))
+    assert [r["train_galaxies"] for r in rows] == [6, 10, 13]  # 50%, 75%, 100% of 13
+    assert {r["learning_curve"] for r in rows} == {"the shipped recipe on split 0"}
+    assert {r["split_seed"] for r in rows} == {0}
+    card = tmp_path / "card.md"
+    done = run("train.model_card", "--checkpoint", paths.DEFAULT_MODEL, "--variants",
+               str(tmp_path / "runs" / "learning_curve" / "variants.json"), "--out", str(card))
+    assert done.returncode == 0, done.stderr
+    text = card.read_text()
+    assert "## Accuracy against the amount of training data" in text
+    assert "| 10 |" in text
 
 
 def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, tmp_path):
@@ -244,6 +269,7 @@ def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, 
         report = json.load(open(out / "runs" / row["name"] / "eval.json"))
         assert report["model"]["rmse"] == row["best_val_rmse"]
     assert rows[1]["config"]["crop_fraction"] == 0.7
+    assert [r["train_galaxies"] for r in rows] == [13, 13] and "learning_curve" not in rows[0]
     assert (out / "runs" / "all" / "last.pt").is_file()  # trained, not scored (nothing held out)
 
     for variant, message in (("bad=--image-sise 32", "unknown flag"),
@@ -268,3 +294,22 @@ def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):
     chosen = pd.read_csv(out / "labels.csv")["GalaxyID"]
     assert len(chosen) == 3 and set(chosen) <= set(val.galaxy_ids)
     assert len(os.listdir(out / "images")) == 3
+
+
+def test_model_card_learning_curve_section_extrapolates_only_a_falling_curve():
+    from train.model_card import _learning_curve_section
+
+    def rows(rmses):
+        return [{"name": f"recipe on {n}", "epochs": 85, "best_val_rmse": r + 0.001,
+                 "tta_rmse": r, "tta_views": 8, "learning_curve": "split 0",
+                 "train_galaxies": n} for n, r in zip((1600, 2400, 3200), rmses)]
+
+    split = {"split_seed": 0, "model": {"rmse": 0.1}, "model_tta": {"rmse": 0.095},
+             "mean_baseline": {"rmse": 0.18}}
+    text = "\n".join(_learning_curve_section(rows([0.100, 0.096, 0.094]), [split], 4000))
+    assert "| 2400 | 0.0970 | 0.0960 (8) |" in text
+    assert "at 4000 galaxies" in text and "would score about" in text
+    assert "no fit" not in text
+    flat = "\n".join(_learning_curve_section(rows([0.100, 0.094, 0.096]), [split], 4000))
+    assert flat.count("no fit") == 2 and "would score" not in flat
+    assert _learning_curve_section([{"name": "x", "epochs": 1, "best_val_rmse": 0.1}], [], 4000) == []

@@ -48,3 +48,16 @@ def test_mean_over_splits_and_recipe_differences():
     # a record from before train_fraction existed means the whole training part
     assert recipe_differences(base, dict(base, train_fraction=1.0)) == []
     assert recipe_differences(base, dict(base, train_fraction=0.5)) == ["train_fraction"]
+
+
+def test_learning_curve_fit_recovers_a_known_curve_and_refuses_a_flat_one():
+    from galaxy_core.evaluate import learning_curve_fit
+
+    def truth(n):
+        return 0.06 + 4.0 * n ** -0.6
+
+    fit = learning_curve_fit([1600, 2400, 3200], [truth(1600), truth(2400), truth(3200)])
+    assert fit["predict"](4000) == pytest.approx(truth(4000), abs=2e-4)
+    assert fit["predict"](4000) < truth(3200)
+    assert learning_curve_fit([1600, 2400, 3200], [0.10, 0.09, 0.095]) is None  # not falling
+    assert learning_curve_fit([1600, 3200], [0.10, 0.09]) is None  # too few sizes

@@ -18,7 +18,7 @@ import os
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import DataError
-from galaxy_core.evaluate import heldout_split, mean_over_splits
+from galaxy_core.evaluate import heldout_split, learning_curve_fit, mean_over_splits
 from galaxy_core.schema import QUESTIONS, answer_name
 from train.common import read_json, run_cli, setup_logging
 
@@ -105,6 +105,49 @@ def _variants_section(variants: list) -> list:
     return lines + [""]
 
 
+def _learning_curve_section(variants: list, splits: list, target_galaxies) -> list:
+    """Variants rows that carry ``learning_curve`` (a label shared by the runs of one curve) and
+    ``train_galaxies``: the recipe on growing shares of one split's training galaxies."""
+    curves = {}
+    for v in variants:
+        if v.get("learning_curve") and v.get("train_galaxies"):
+            curves.setdefault(v["learning_curve"], []).append(v)
+    if not curves:
+        return []
+    lines = ["## Accuracy against the amount of training data", "",
+             "The recipe trained on nested shares of one split's training galaxies (the smaller "
+             "share's galaxies are part of the larger), each scored on the same held-out "
+             "galaxies. A fit of RMSE = floor + scale × galaxies^-exponent extrapolates to the "
+             "shipped model's training set: an estimate, not a measurement.", ""]
+    mean_tta = mean_over_splits(splits)["model_tta"]["rmse"] if splits else None
+    for label, rows in curves.items():
+        rows = sorted(rows, key=lambda v: v["train_galaxies"])
+        lines += [f"**{label}**", "", "| training galaxies | val RMSE | + TTA (views) |",
+                  "|---|---|---|"]
+        lines += [f"| {v['train_galaxies']} | {_fmt(v['best_val_rmse'])} | {_tta_cell(v)} |"
+                  for v in rows]
+        lines.append("")
+        sizes = [v["train_galaxies"] for v in rows]
+        for what, key in (("one view", "best_val_rmse"), ("TTA", "tta_rmse")):
+            points = [(v["train_galaxies"], v.get(key)) for v in rows if v.get(key) is not None]
+            fit = learning_curve_fit(*zip(*points)) if len(points) >= 3 else None
+            if fit is None:
+                lines.append(f"- {what}: no fit (needs three sizes with RMSE falling as data "
+                             f"grows).")
+                continue
+            at_largest, at_target = fit["predict"](max(sizes)), fit["predict"](target_galaxies)
+            text = (f"- {what}: floor {fit['floor']:.4f}, exponent {fit['exponent']:.2f}; "
+                    f"at {target_galaxies} galaxies {at_target:.4f}, "
+                    f"{at_largest - at_target:.4f} below the fit at {max(sizes)}")
+            if key == "tta_rmse" and mean_tta is not None and target_galaxies > max(sizes):
+                text += (f". Applied to the recipe's mean over the held-out splits "
+                         f"({mean_tta:.4f}), the shipped model would score about "
+                         f"{mean_tta - (at_largest - at_target):.4f} with TTA")
+            lines.append(text + ".")
+        lines.append("")
+    return lines
+
+
 def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware: str) -> str:
     meta = loaded.meta
     data = meta.get("data", {})
@@ -164,6 +207,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         "",
         *_accuracy_section(splits, own),
         *_variants_section(variants),
+        *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies")),
         "## Limits",
         f"- Trained on {data.get('train_galaxies')} SDSS galaxies in Kaggle-style 424 px "
         f"cut-outs; other surveys, framings, colour stretches or processed images are out of "
@@ -193,7 +237,8 @@ def main(argv=None) -> int:
                         "validation of its recipe stored in the checkpoint by train.export)")
     parser.add_argument("--evaluation-tta", help="the same with --tta")
     parser.add_argument("--variants", help="JSON list of {name, epochs, best_val_rmse, minutes, "
-                        "and optionally split_seed, tta_rmse, hardware}")
+                        "and optionally split_seed, tta_rmse, tta_views, hardware; learning_curve (a "
+                        "label) with train_galaxies for the runs of a learning curve}")
     parser.add_argument("--hardware", default="")
     parser.add_argument("--command", default="", help="the command that trained it")
     parser.add_argument("--out", required=True)

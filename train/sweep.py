@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+from galaxy_core.checkpoint import CheckpointError, load_checkpoint
 from galaxy_core.config import TrainConfig, add_dataclass_flags, from_namespace
 from galaxy_core.device import describe, select_device
 from train.common import read_json, run_cli, setup_logging
@@ -65,6 +66,14 @@ def epochs_done(out: str) -> int:
             return len(json.load(handle))
     except (OSError, ValueError):
         return 0
+
+
+def training_galaxies(run: str) -> int | None:
+    """How many galaxies the run trained on, as its best checkpoint records."""
+    try:
+        return load_checkpoint(os.path.join(run, "best.pt")).meta["data"]["train_galaxies"]
+    except (CheckpointError, OSError, KeyError):
+        return None
 
 
 def log_tail(path: str, lines: int = 5) -> str:
@@ -176,6 +185,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads-per-run", type=int, default=2, help="CPU threads per run")
     parser.add_argument("--hardware", default="", help="described in variants.json "
                         "(default: the device the common flags select)")
+    parser.add_argument("--learning-curve", default="", metavar="LABEL",
+                        help="tag every row as one point of the learning curve LABEL (variants "
+                             "that differ only in --train-fraction); the model card plots it "
+                             "and extrapolates to the all-data model")
     args = parser.parse_args(argv)
     setup_logging()
     started = time.time()
@@ -214,7 +227,10 @@ def main(argv=None) -> int:
                      "tta_views": tta and tta.get("tta_views"),
                      "hardware": f"{hardware} ({len(variants)} runs sharing it)",
                      "minutes": sum(h.get("epoch_s", 0) for h in history) / 60,
+                     "train_galaxies": training_galaxies(run),
                      "config": dataclasses.asdict(config)})
+        if args.learning_curve:
+            rows[-1]["learning_curve"] = args.learning_curve
         log.info("%-24s val RMSE %s, with TTA %s", name, plain and f"{plain['rmse']:.4f}",
                  tta and f"{tta['rmse']:.4f}")
     path = os.path.join(args.out, "variants.json")

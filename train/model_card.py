@@ -122,7 +122,8 @@ def _learning_curve_section(variants: list, splits: list, target_galaxies) -> li
     mean_tta = mean_over_splits(splits)["model_tta"]["rmse"] if splits else None
     for label, rows in curves.items():
         rows = sorted(rows, key=lambda v: v["train_galaxies"])
-        lines += [f"**{label}**", "", "| training galaxies | val RMSE | + TTA (views) |",
+        lines += [f"**Learning curve: {label}**", "",
+                  "| training galaxies | val RMSE | + TTA (views) |",
                   "|---|---|---|"]
         lines += [f"| {v['train_galaxies']} | {_fmt(v['best_val_rmse'])} | {_tta_cell(v)} |"
                   for v in rows]
@@ -136,7 +137,9 @@ def _learning_curve_section(variants: list, splits: list, target_galaxies) -> li
                              f"grows).")
                 continue
             at_largest, at_target = fit["predict"](max(sizes)), fit["predict"](target_galaxies)
-            text = (f"- {what}: floor {fit['floor']:.4f}, exponent {fit['exponent']:.2f}; "
+            loose = (" (three sizes fix the three parameters exactly, so floor and exponent are "
+                     "loose)" if len(points) == 3 else "")
+            text = (f"- {what}: floor {fit['floor']:.4f}, exponent {fit['exponent']:.2f}{loose}; "
                     f"at {target_galaxies} galaxies {at_target:.4f}, "
                     f"{at_largest - at_target:.4f} below the fit at {max(sizes)}")
             if key == "tta_rmse" and mean_tta is not None and target_galaxies > max(sizes):

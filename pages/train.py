@@ -12,6 +12,7 @@ from galaxy_core.access import PASSWORD_ENV, training_access
 from galaxy_core.checkpoint import CheckpointError
 from galaxy_core.config import AUGMENTS, HEADS, SCHEDULES, TrainConfig
 from galaxy_core.device import describe, select_device
+from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
 from pages.common import active_model, training_jobs
 
@@ -65,9 +66,12 @@ for name, value in FORM_DEFAULTS.items():
 selected = active_model()
 recipe = (selected.meta.get("train_config") or {}) if selected is not None else {}
 if st.button("Use the selected model's recipe", disabled=not recipe,
-             help="Fill the form with the settings the model in the sidebar was trained with "
-                  "(the shipped model: its published recipe). Data paths stay as they are."):
+             help="Fill the form with the recipe of the model in the sidebar (the shipped "
+                  "model: its published recipe). Data paths, validation fraction and seed stay "
+                  "as they are."):
     for name, default in FORM_DEFAULTS.items():
+        if name in NOT_RECIPE:  # the split (validation share, seed) stays the user's choice
+            continue
         # a record from before a field existed was trained with that field's default
         value = recipe.get(name, TRAIN_DEFAULTS[name])
         st.session_state[key(name)] = type(default)(value)
@@ -97,7 +101,9 @@ with st.form("train_config"):
     c13.number_input("Seed (split, initialisation, augmentation)", 0, 2**31 - 1, key=key("seed"))
     c14.slider("Share of training galaxies (learning curves)", 0.05, 1.0, step=0.05,
                key=key("train_fraction"))
-    c15.checkbox("ImageNet weights (must be in the torch cache)", key=key("pretrained"))
+    c15.checkbox("ImageNet weights", key=key("pretrained"),
+                 help="start from torchvision's ResNet18 ImageNet weights; they must already be "
+                      "in the torch cache (nothing is downloaded)")
     c16.checkbox("Freeze backbone", key=key("freeze_backbone"))
     resumable = [p.replace("best.pt", "last.pt") for p in registry.available_checkpoints()
                  if os.path.isfile(p.replace("best.pt", "last.pt")) and p.endswith("best.pt")]

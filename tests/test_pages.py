@@ -245,6 +245,8 @@ def test_training_form_takes_the_selected_models_recipe():
     assert at.slider(key="train_crop_fraction").value == pytest.approx(recipe["crop_fraction"])
     assert at.selectbox(key="train_schedule").value == recipe["schedule"]
     assert at.slider(key="train_train_fraction").value == 1.0  # recorded before the field existed
+    assert recipe["val_fraction"] == 0.0  # the shipped model held nothing out...
+    assert at.slider(key="train_val_fraction").value == pytest.approx(0.2)  # ...the form still does
 
 
 def test_stop_button_cancels_a_running_job(monkeypatch):

@@ -75,7 +75,8 @@ model: $(STAMP)
 
 # The recipe on 50%, 75% and 100% of split 0's 3200 training galaxies, each scored on the same
 # 800 held-out galaxies (train.sweep runs them at once; on this 2-core CPU the three took
-# 39, 55 and 72 min of epoch time when trained one at a time). Writes $(RUNS)/learning_curve/variants.json; its rows go into the card's variants.
+# 39, 55 and 72 min of epoch time when trained one at a time). Writes
+# $(RUNS)/learning_curve/variants.json; its rows go into the card's variants.
 learning-curve: $(STAMP)
 	$(PY) -m train.sweep --images $(DATA)/images --labels $(LABELS) \
 		--out $(RUNS)/learning_curve --epochs $(EPOCHS) --threads-per-run 1 \

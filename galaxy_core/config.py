@@ -126,6 +126,11 @@ class TrainConfig:
                            freeze_backbone=self.freeze_backbone)
 
 
+def field_defaults(cls) -> dict:
+    """Each field of dataclass ``cls`` with its default value."""
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
     """Add one ``--flag`` per field of ``cls`` (underscores become dashes)."""
     for f in dataclasses.fields(cls):

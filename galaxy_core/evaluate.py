@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import augment
 from .checkpoint import LoadedModel
-from .config import TrainConfig
+from .config import TrainConfig, field_defaults
 from .data import (DataError, LabelTable, check_images_exist, image_path, read_labels,
                    select_subset, split_train_val)
 from .metrics import rmse_report
@@ -104,7 +104,7 @@ NOT_RECIPE = frozenset({"seed", "val_fraction", "out", "images", "labels", "devi
 def recipe_differences(config: dict, other: dict) -> list[str]:
     """TrainConfig fields (outside ``NOT_RECIPE``) whose values differ between two runs; a field
     that one record lacks (written before the field existed) counts as its default."""
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = field_defaults(TrainConfig)
     keys = (set(config) | set(other)) - NOT_RECIPE
     return sorted(k for k in keys
                   if config.get(k, defaults.get(k)) != other.get(k, defaults.get(k)))

@@ -1,6 +1,5 @@
 """Train (maintainers): the CLI's training config as a form, run in the background."""
 
-import dataclasses
 import datetime as dt
 import os
 
@@ -10,7 +9,7 @@ import streamlit as st
 from galaxy_core import paths, registry
 from galaxy_core.access import PASSWORD_ENV, training_access
 from galaxy_core.checkpoint import CheckpointError
-from galaxy_core.config import AUGMENTS, HEADS, SCHEDULES, TrainConfig
+from galaxy_core.config import AUGMENTS, HEADS, SCHEDULES, TrainConfig, field_defaults
 from galaxy_core.device import describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
@@ -51,9 +50,7 @@ FORM_DEFAULTS = {
     "head": "tree", "augment": "full", "dropout": 0.25, "weight_decay": 0.0,
     "seed": 0, "train_fraction": 1.0, "pretrained": False, "freeze_backbone": False,
 }
-
-
-TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+TRAIN_DEFAULTS = field_defaults(TrainConfig)
 
 
 def key(name: str) -> str:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from galaxy_core.checkpoint import CheckpointError, load_checkpoint
+from galaxy_core.checkpoint import CheckpointError, read_checkpoint
 from galaxy_core.config import TrainConfig, add_dataclass_flags, from_namespace
 from galaxy_core.device import describe, select_device
 from train.common import read_json, run_cli, setup_logging
@@ -71,8 +71,8 @@ def epochs_done(out: str) -> int:
 def training_galaxies(run: str) -> int | None:
     """How many galaxies the run trained on, as its best checkpoint records."""
     try:
-        return load_checkpoint(os.path.join(run, "best.pt")).meta["data"]["train_galaxies"]
-    except (CheckpointError, OSError, KeyError):
+        return read_checkpoint(os.path.join(run, "best.pt"))["data"]["train_galaxies"]
+    except (CheckpointError, KeyError, TypeError):
         return None
 
 

@@ -137,7 +137,8 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
 def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galaxy_folder,
                                                                    tmp_path):
     """--val-fraction 0 leaves no galaxies to test on; export attaches the held-out scores of
-    the same recipe on a split (the `trained` run), and the card and app report those."""
+    the same recipe on a split (the `trained` run's final epoch), and the card and app report
+    those."""
     all_data = tmp_path / "all"
     done = run("train.train", "--images", galaxy_folder["images"], "--labels",
                galaxy_folder["labels"], "--out", str(all_data), "--epochs", "2", "--batch-size",
@@ -147,7 +148,7 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     reports = {}
     for tag, extra in (("plain", []), ("tta", ["--tta"])):
         reports[tag] = tmp_path / f"split_{tag}.json"
-        done = run("train.evaluate", "--checkpoint", str(trained / "best.pt"), "--images",
+        done = run("train.evaluate", "--checkpoint", str(trained / "last.pt"), "--images",
                    galaxy_folder["images"], "--labels", galaxy_folder["labels"], "--split",
                    "val", "--json", str(reports[tag]), "--workers", "0", *extra)
         assert done.returncode == 0, done.stderr
@@ -191,9 +192,13 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     (tmp_path / "other.json").write_text(json.dumps(other))
     whole = dict(json.load(open(reports["plain"])), split="all")
     (tmp_path / "whole.json").write_text(json.dumps(whole))
+    chosen = dict(json.load(open(reports["plain"])), epoch=1)  # what best.pt at epoch 1 records
+    (tmp_path / "chosen.json").write_text(json.dumps(chosen))
     for args, message in (
             (["--heldout", str(tmp_path / "other.json")], "another recipe (differs in image_size)"),
             (["--heldout", str(tmp_path / "whole.json")], "not held out"),
+            (["--heldout", str(tmp_path / "chosen.json")], "scores epoch 1 of 2: score the run's "
+             "final epoch (last.pt)"),
             (["--heldout", str(reports["plain"]), "--heldout-tta", str(reports["tta"]),
               str(reports["tta"])], "one file per --heldout file"),
             (["--heldout", str(tmp_path / "missing.json")], "cannot read"),

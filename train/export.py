@@ -8,7 +8,8 @@ on the check images (default: the shipped samples) change by less than --toleran
 A model trained on all labelled galaxies (--val-fraction 0) has no held-out galaxies of its
 own; --heldout attaches the validation of its recipe instead: `train.evaluate --split val
 --json` outputs of the same recipe trained on other splits (with --heldout-tta, their --tta
-twins, in the same order). Runs whose recorded recipe differs are refused.
+twins, in the same order), each of the run's final epoch (last.pt) like the model it stands
+for. Runs whose recorded recipe differs, or scores of an earlier epoch, are refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ from train.common import read_json, run_cli, setup_logging
 log = logging.getLogger("export")
 
 
+def final_epoch_only(path: str, evaluation: dict) -> None:
+    """The model these scores stand for was trained on all galaxies and stops at its final
+    epoch; best.pt is the epoch that scored best on the very galaxies being scored, which makes
+    its score optimistic. So only a run's final epoch (last.pt) may stand in."""
+    epoch, epochs = evaluation.get("epoch"), (evaluation.get("train_config") or {}).get("epochs")
+    if epoch is not None and epochs is not None and epoch != epochs:
+        raise DataError(f"{path} scores epoch {epoch} of {epochs}: score the run's final epoch "
+                        f"(last.pt), not the epoch chosen on its own validation galaxies")
+
+
 def recipe_validation(train_config: dict, heldout: list, heldout_tta: list) -> dict:
     if heldout_tta and len(heldout_tta) != len(heldout):
         raise DataError(f"--heldout-tta needs one file per --heldout file "
@@ -39,6 +50,7 @@ def recipe_validation(train_config: dict, heldout: list, heldout_tta: list) -> d
         evaluation = read_json(path)
         split = heldout_split(evaluation, read_json(heldout_tta[i]) if heldout_tta else None)
         recipe = evaluation.get("train_config")
+        final_epoch_only(path, evaluation)
         if recipe:
             differences = recipe_differences(train_config, recipe)
             if differences:

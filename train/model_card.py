@@ -52,8 +52,8 @@ def _accuracy_section(splits: list, own: bool) -> list:
                 "This model was trained on every labelled galaxy, so none are left to test it "
                 "on. Its accuracy is that of its recipe: the identical training run on other "
                 "splits, each scored on the galaxies it never saw (RMSE over all known galaxy "
-                "× answer cells, Kaggle definition; each run's checkpoint with the lowest "
-                "validation RMSE, which flatters it slightly):")
+                "× answer cells, Kaggle definition), each run at its final epoch, where this "
+                "model stops too:")
     lines = [head[0], head[1], "",
              f"| held-out split | galaxies | model | {tta} | predict the training mean |",
              "|---|---|---|---|---|"]
@@ -90,7 +90,10 @@ def _variants_section(variants: list) -> list:
         return []
     lines = ["## Variants compared", "",
              "Each row is one training run scored on the validation galaxies of its split (the "
-             "split seed also seeds initialisation and augmentation). Rows marked 64 px are a "
+             "split seed also seeds initialisation and augmentation), at the epoch that scored "
+             "best on them: chosen on the same galaxies, so slightly flattering, and fair only "
+             "for comparing rows (the held-out table above scores final epochs). Rows marked "
+             "64 px are a "
              "reduced budget (12 epochs), each adding one change to the row above. Minutes are "
              "epoch time under the load of the day (the GPU rows ran 8 or 3 at once on one "
              "GPU) and are no speed comparison. TTA (n): the number of views averaged.", "",

@@ -18,6 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HEADS = ("plain", "tree")
 AUGMENTS = ("none", "seed", "full")
 SCHEDULES = ("constant", "onecycle", "cosine")
+OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -74,8 +75,11 @@ class TrainConfig:
     out: str = _f("runs/latest", "output folder for checkpoints, history and plots")
     epochs: int = _f(10, "number of epochs")
     batch_size: int = _f(32, "images per step")
-    lr: float = _f(1e-3, "peak learning rate (Adam)")
-    weight_decay: float = _f(0.0, "Adam weight decay")
+    lr: float = _f(1e-3, "peak learning rate")
+    optimizer: str = _f("adam", "'adam' (weight decay added to the gradient, as in the seed) or "
+                        "'adamw' (weight decay applied to the weights, decoupled from the "
+                        "gradient)", choices=OPTIMIZERS)
+    weight_decay: float = _f(0.0, "weight decay (how it acts depends on --optimizer)")
     schedule: str = _f("constant", "learning-rate schedule", choices=SCHEDULES)
     subset: int = _f(0, "use only this many galaxies (0 = all)")
     subset_mode: str = _f("first", "how to pick the subset", choices=("first", "random"))
@@ -102,6 +106,9 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got "
+                                           f"{self.optimizer!r}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.subset >= 0, f"subset must be >= 0, got {self.subset}"),
             (0.0 <= self.val_fraction < 1.0,
              f"val_fraction must be in [0, 1), got {self.val_fraction}"),

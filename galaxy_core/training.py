@@ -181,7 +181,8 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                         else None)
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[config.optimizer]
+    optimizer = optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
     per_rank = len(shard_order(torch.arange(len(data.train_table)), ctx))
     if per_rank < 2:
         raise DataError(f"{len(data.train_table)} training galaxies are too few: each process "

@@ -9,7 +9,8 @@ import streamlit as st
 from galaxy_core import paths, registry
 from galaxy_core.access import PASSWORD_ENV, training_access
 from galaxy_core.checkpoint import CheckpointError
-from galaxy_core.config import AUGMENTS, HEADS, SCHEDULES, TrainConfig, field_defaults
+from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, SCHEDULES, TrainConfig,
+                                field_defaults)
 from galaxy_core.device import describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
@@ -47,7 +48,7 @@ jobs = training_jobs()
 FORM_DEFAULTS = {
     "subset": 0, "val_fraction": 0.2, "epochs": 10, "batch_size": 32,
     "lr": 1e-3, "image_size": 96, "crop_fraction": 0.5, "schedule": "onecycle",
-    "head": "tree", "augment": "full", "dropout": 0.25, "weight_decay": 0.0,
+    "head": "tree", "augment": "full", "dropout": 0.25, "optimizer": "adam", "weight_decay": 0.0,
     "seed": 0, "train_fraction": 1.0, "pretrained": False, "freeze_backbone": False,
 }
 TRAIN_DEFAULTS = field_defaults(TrainConfig)
@@ -85,23 +86,26 @@ with st.form("train_config"):
     c3.number_input("Epochs", 1, 1000, key=key("epochs"))
     c4.number_input("Batch size", 1, 1024, key=key("batch_size"))
     c5, c6, c7, c8 = st.columns(4)
-    c5.number_input("Learning rate", 1e-6, 1.0, format="%.5f", key=key("lr"))
-    c6.number_input("Image size (px)", 16, 1024, key=key("image_size"))
-    c7.slider("Centre crop (fraction of frame)", 0.1, 1.0, step=0.05, key=key("crop_fraction"))
+    c5.number_input("Learning rate (peak)", 1e-6, 1.0, format="%.5f", key=key("lr"))
+    c6.selectbox("Optimizer", OPTIMIZERS, key=key("optimizer"),
+                 help="adam: weight decay is added to the gradient (the seed's Adam); adamw: "
+                      "weight decay shrinks the weights directly, decoupled from the gradient")
+    c7.number_input("Weight decay", 0.0, 1.0, format="%.6f", key=key("weight_decay"))
     c8.selectbox("LR schedule", SCHEDULES, key=key("schedule"))
     c9, c10, c11, c12 = st.columns(4)
-    c9.selectbox("Output head", HEADS, key=key("head"))
-    c10.selectbox("Augmentation", AUGMENTS, key=key("augment"))
-    c11.slider("Head dropout", 0.0, 0.9, step=0.05, key=key("dropout"))
-    c12.number_input("Adam weight decay", 0.0, 1.0, format="%.6f", key=key("weight_decay"))
-    c13, c14, c15, c16 = st.columns(4)
-    c13.number_input("Seed (split, initialisation, augmentation)", 0, 2**31 - 1, key=key("seed"))
-    c14.slider("Share of training galaxies (learning curves)", 0.05, 1.0, step=0.05,
+    c9.number_input("Image size (px)", 16, 1024, key=key("image_size"))
+    c10.slider("Centre crop (fraction of frame)", 0.1, 1.0, step=0.05, key=key("crop_fraction"))
+    c11.selectbox("Output head", HEADS, key=key("head"))
+    c12.selectbox("Augmentation", AUGMENTS, key=key("augment"))
+    c13, c14, c15, c16, c17 = st.columns(5)
+    c13.slider("Head dropout", 0.0, 0.9, step=0.05, key=key("dropout"))
+    c14.number_input("Seed (split, initialisation, augmentation)", 0, 2**31 - 1, key=key("seed"))
+    c15.slider("Share of training galaxies (learning curves)", 0.05, 1.0, step=0.05,
                key=key("train_fraction"))
-    c15.checkbox("ImageNet weights", key=key("pretrained"),
+    c16.checkbox("ImageNet weights", key=key("pretrained"),
                  help="start from torchvision's ResNet18 ImageNet weights; they must already be "
                       "in the torch cache (nothing is downloaded)")
-    c16.checkbox("Freeze backbone", key=key("freeze_backbone"))
+    c17.checkbox("Freeze backbone", key=key("freeze_backbone"))
     resumable = [p.replace("best.pt", "last.pt") for p in registry.available_checkpoints()
                  if os.path.isfile(p.replace("best.pt", "last.pt")) and p.endswith("best.pt")]
     resume = st.selectbox("Resume from", [""] + resumable,

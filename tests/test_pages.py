@@ -186,12 +186,16 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_image_size").set_value(32)
     at.number_input(key="train_batch_size").set_value(16)
+    at.selectbox(key="train_optimizer").set_value("adamw")
+    at.number_input(key="train_weight_decay").set_value(0.05)
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.error, [e.value for e in at.error]
     from pages.common import training_jobs
     jobs = training_jobs()
     jobs.wait(120)
     assert jobs.state.status == "done", jobs.state.error
+    recipe = load_checkpoint(jobs.state.result.best_path).meta["train_config"]
+    assert (recipe["optimizer"], recipe["weight_decay"]) == ("adamw", 0.05)
     at.run()
     assert any("Best checkpoint" in s.value for s in at.success)
     next(b for b in at.button if b.label.startswith("Make it")).click().run()
@@ -244,6 +248,7 @@ def test_training_form_takes_the_selected_models_recipe():
     assert at.slider(key="train_dropout").value == pytest.approx(recipe["dropout"])
     assert at.slider(key="train_crop_fraction").value == pytest.approx(recipe["crop_fraction"])
     assert at.selectbox(key="train_schedule").value == recipe["schedule"]
+    assert at.selectbox(key="train_optimizer").value == "adam"  # recorded before the field existed
     assert at.slider(key="train_train_fraction").value == 1.0  # recorded before the field existed
     assert recipe["val_fraction"] == 0.0  # the shipped model held nothing out...
     assert at.slider(key="train_val_fraction").value == pytest.approx(0.2)  # ...the form still does

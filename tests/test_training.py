@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
 from galaxy_core.config import TrainConfig
 from galaxy_core.training import fit
 
@@ -104,3 +104,22 @@ def test_train_fraction_trains_on_a_share_and_evaluation_reproduces_it(galaxy_fo
     assert len(train) == 6 and len(val) == 4
     with pytest.raises(ValueError, match="train_fraction"):
         tiny_config(galaxy_folder, tmp_path / "bad", train_fraction=1.5)
+
+
+@pytest.mark.parametrize("optimizer, decoupled", [("adam", False), ("adamw", True)])
+def test_optimizer_choice_decides_how_weight_decay_acts(galaxy_folder, tmp_path, optimizer,
+                                                         decoupled):
+    result = fit(tiny_config(galaxy_folder, tmp_path / optimizer, epochs=1, optimizer=optimizer,
+                             weight_decay=0.05))
+    raw = read_checkpoint(result.last_path)
+    group = raw["optimizer_state"]["param_groups"][0]
+    assert group["weight_decay"] == 0.05
+    assert bool(group.get("decoupled_weight_decay")) is decoupled
+    assert raw["train_config"]["optimizer"] == optimizer
+
+
+@pytest.mark.parametrize("bad, message", [({"optimizer": "sgd"}, "optimizer must be one of"),
+                                          ({"weight_decay": -0.1}, "weight_decay must be >= 0")])
+def test_bad_optimizer_settings_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(images="x", labels="y", **bad)

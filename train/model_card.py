@@ -22,6 +22,7 @@ from galaxy_core.evaluate import heldout_split, learning_curve_fit, mean_over_sp
 from galaxy_core.schema import QUESTIONS, answer_name
 from train.common import read_json, run_cli, setup_logging
 
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)"}
 log = logging.getLogger("model_card")
 
 
@@ -204,7 +205,8 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         "",
         "## Recipe",
         f"- Reproduce: `{notes}`" if notes else "",
-        f"- Adam, peak lr {train_config.get('lr')}, {train_config.get('schedule')} schedule, "
+        f"- {OPTIMIZER_NAMES[train_config.get('optimizer', 'adam')]}, peak lr "
+        f"{train_config.get('lr')}, {train_config.get('schedule')} schedule, "
         f"batch {train_config.get('batch_size')}, {train_config.get('epochs')} epochs, weight "
         f"decay {train_config.get('weight_decay')}, MSE over known answers, augmentation "
         f"'{train_config.get('augment')}' (any rotation, flips, zoom 0.9-1.1, shifts up to 4%).",

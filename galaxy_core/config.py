@@ -96,6 +96,9 @@ class TrainConfig:
     pretrained: bool = _f(False, "start from ImageNet weights in the torch cache")
     freeze_backbone: bool = _f(False, "train only the head")
     resume: str = _f("", "checkpoint to resume from (its epoch, weights and optimiser)")
+    init_from: str = _f("", "checkpoint whose weights start a new run (fine-tuning: a fresh "
+                        "optimiser, schedule and epoch count; any image size; its output head "
+                        "must match --head)")
     device: str = _f("auto", "cuda, mps, cpu or auto (best available)", choices=DEVICES)
     workers: int = _f(2, "processes that decode images into the cache (0 = in this process)")
     cache_dir: str = _f("", "folder for the decoded-image cache (reused across runs); "
@@ -118,6 +121,11 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
             (self.augment in AUGMENTS, f"augment must be one of {AUGMENTS}"),
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
+            (not (self.init_from and self.resume),
+             "init_from and resume exclude each other: resume continues a run, init_from "
+             "starts a new one from a checkpoint's weights"),
+            (not (self.init_from and self.pretrained),
+             "init_from and pretrained exclude each other: both choose the starting weights"),
         ]
         for ok, message in checks:
             if not ok:

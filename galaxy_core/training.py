@@ -22,7 +22,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import augment
-from .checkpoint import atomic_save, make_checkpoint, read_resume_state
+from .checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
+                         read_resume_state)
 from .config import TrainConfig
 from .data import (DataError, check_images_exist, decode_images, image_path, read_labels,
                    select_subset, split_train_val)
@@ -162,6 +163,20 @@ def _validate(net, data: _Data, preprocess, ctx: DistContext) -> dict:
     return rmse_report(full, data.val_table.targets)
 
 
+def starting_weights(config: TrainConfig) -> dict:
+    """The weights ``config.init_from`` names (fine-tuning), read before any image is decoded
+    so that a wrong file fails at once. Only the output head's kind must match: dropout, image
+    size and crop are the new run's own."""
+    source = load_checkpoint(config.init_from)
+    if source.net.config.head != config.head:
+        raise CheckpointError(f"{config.init_from}: has a {source.net.config.head!r} output head, "
+                              f"this run a {config.head!r} one: choose head "
+                              f"{source.net.config.head!r} to fine-tune it")
+    log.info("starting from the weights of %s (epoch %s)", config.init_from,
+             source.meta.get("epoch", "?"))
+    return source.net.state_dict()
+
+
 def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext = SINGLE,
         device: torch.device | None = None) -> FitResult:
     """Train per ``config``; under torchrun pass the session's ``ctx`` and ``device``."""
@@ -173,9 +188,13 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     augment_generator = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
 
+    start_weights = starting_weights(config) if config.init_from else None
     data = _load_data(config, preprocess, emit, started, ctx)
     train_targets = torch.from_numpy(data.train_table.targets)
-    net = build_model(config.model_config()).to(device).to(memory_format=torch.channels_last)
+    net = build_model(config.model_config())
+    if start_weights is not None:
+        net.load_state_dict(start_weights)
+    net = net.to(device).to(memory_format=torch.channels_last)
     model = net
     if ctx.distributed:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"

@@ -108,8 +108,15 @@ with st.form("train_config"):
     c17.checkbox("Freeze backbone", key=key("freeze_backbone"))
     resumable = [p.replace("best.pt", "last.pt") for p in registry.available_checkpoints()
                  if os.path.isfile(p.replace("best.pt", "last.pt")) and p.endswith("best.pt")]
-    resume = st.selectbox("Resume from", [""] + resumable,
-                          format_func=lambda p: "(start fresh)" if not p else p)
+    start_left, start_right = st.columns(2)
+    resume = start_left.selectbox("Resume from", [""] + resumable,
+                                  format_func=lambda p: "(start fresh)" if not p else p,
+                                  help="continue an interrupted run where it stopped")
+    init_from = start_right.selectbox(
+        "Fine-tune from", [""] + registry.available_checkpoints(),
+        format_func=lambda p: "(no: the weights above)" if not p else p, key="train_init_from",
+        help="start a new run from a trained model's weights (its output head must match "
+             "the one chosen above); image size, schedule and epochs are this run's own")
     submitted = st.form_submit_button("Start training", type="primary",
                                       disabled=bool(jobs.state and jobs.state.running))
 
@@ -117,7 +124,8 @@ if submitted:
     out = os.path.join(paths.RUNS_DIR, dt.datetime.now().strftime("run-%Y%m%d-%H%M%S"))
     settings = {name: st.session_state[key(name)] for name in FORM_DEFAULTS}
     try:
-        config = TrainConfig(images=images, labels=labels, out=out, resume=resume, workers=0,
+        config = TrainConfig(images=images, labels=labels, out=out, resume=resume,
+                             init_from=init_from, workers=0,
                              **settings)
         jobs.start(config)
     except (ValueError, JobBusy) as exc:

@@ -88,6 +88,13 @@ def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
     (["train.gradcam", "--checkpoint", "{ckpt}", "--image", "/nope.jpg", "--out", "x.png"],
      "no such image"),
     (["train.train", "--images", "/nope", "--labels", "/nope.csv"], "labels file not found"),
+    # a bad starting checkpoint fails before any image is read
+    (["train.train", "--images", "/nope", "--labels", "/nope.csv", "--init-from", "/none.pt"],
+     "checkpoint not found"),
+    (["train.train", "--images", "/nope", "--labels", "/nope.csv", "--init-from", "{ckpt}",
+      "--head", "plain"], "has a 'tree' output head"),
+    (["train.train", "--images", "/nope", "--labels", "/nope.csv", "--init-from", "{ckpt}",
+      "--resume", "{ckpt}"], "init_from and resume exclude each other"),
 ])
 def test_errors_are_one_clear_line(trained, args, message):
     args = [a.replace("{ckpt}", str(trained / "best.pt")) for a in args]
@@ -318,3 +325,12 @@ def test_model_card_learning_curve_section_extrapolates_only_a_falling_curve():
     flat = "\n".join(_learning_curve_section(rows([0.100, 0.094, 0.096]), [split], 4000))
     assert flat.count("no fit") == 2 and "would score" not in flat
     assert _learning_curve_section([{"name": "x", "epochs": 1, "best_val_rmse": 0.1}], [], 4000) == []
+
+
+def test_model_card_says_where_training_started():
+    from train.model_card import starting_point
+
+    assert starting_point({}) == "from scratch (no ImageNet weights)"
+    assert "ImageNet weights" in starting_point({"pretrained": True})
+    assert starting_point({"init_from": "/runs/a/last.pt", "pretrained": False}) == \
+        "fine-tuned from `last.pt`"

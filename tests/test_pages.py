@@ -205,6 +205,37 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     assert fresh.sidebar.selectbox[0].value == jobs.state.result.best_path
 
 
+def unlocked_training_page(monkeypatch, epochs):
+    """The training page unlocked with a password, set up for a tiny run of ``epochs``."""
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "pw")
+    at = app("pages/train.py")
+    at.text_input[0].set_value("pw").run()
+    at.button[0].click().run()
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.number_input(key="train_image_size").set_value(32)
+    return at
+
+
+def test_a_run_fine_tunes_the_shipped_model_and_a_wrong_head_is_reported(monkeypatch):
+    at = unlocked_training_page(monkeypatch, epochs=1)
+    at.selectbox(key="train_init_from").set_value(paths.DEFAULT_MODEL)
+    at.selectbox(key="train_head").set_value("plain")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    from pages.common import training_jobs
+    jobs = training_jobs()
+    jobs.wait(120)
+    assert jobs.state.status == "failed"
+    at.run()
+    assert any("has a 'tree' output head" in e.value for e in at.error)
+
+    at.selectbox(key="train_head").set_value("tree")
+    next(b for b in at.button if b.label == "Start training").click().run()
+    jobs.wait(120)
+    assert jobs.state.status == "done", jobs.state.error
+    recipe = load_checkpoint(jobs.state.result.last_path).meta["train_config"]
+    assert recipe["init_from"] == paths.DEFAULT_MODEL and recipe["image_size"] == 32
+
+
 def test_loopback_server_is_unlocked_without_password():
     from streamlit import config
     previous = config.get_option("server.address")
@@ -255,12 +286,7 @@ def test_training_form_takes_the_selected_models_recipe():
 
 
 def test_stop_button_cancels_a_running_job(monkeypatch):
-    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "pw")
-    at = app("pages/train.py")
-    at.text_input[0].set_value("pw").run()
-    at.button[0].click().run()
-    at.number_input(key="train_epochs").set_value(500)
-    at.number_input(key="train_image_size").set_value(32)
+    at = unlocked_training_page(monkeypatch, epochs=500)
     next(b for b in at.button if b.label == "Start training").click().run()
     from pages.common import training_jobs
     jobs = training_jobs()

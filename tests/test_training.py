@@ -123,3 +123,43 @@ def test_optimizer_choice_decides_how_weight_decay_acts(galaxy_folder, tmp_path,
 def test_bad_optimizer_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(images="x", labels="y", **bad)
+
+
+def conv_weights(path):
+    state = read_checkpoint(path)["state_dict"]
+    return {k: v.float() for k, v in state.items() if k.endswith("weight") and v.dim() == 4}
+
+
+def test_init_from_starts_a_new_run_from_a_checkpoints_weights(galaxy_folder, tmp_path):
+    source = fit(tiny_config(galaxy_folder, tmp_path / "source", epochs=2))
+    # a learning rate too small to move anything: the run ends where it started
+    still = dict(epochs=1, lr=1e-12, image_size=40, dropout=0.25)
+    tuned = fit(tiny_config(galaxy_folder, tmp_path / "tuned", init_from=source.last_path,
+                            **still))
+    fresh = fit(tiny_config(galaxy_folder, tmp_path / "fresh", **still))
+    trained, started, scratch = (conv_weights(r.last_path) for r in (source, tuned, fresh))
+    assert all(torch.allclose(trained[k], started[k], atol=1e-6) for k in trained)
+    assert not all(torch.allclose(trained[k], scratch[k], atol=1e-3) for k in trained)
+    raw = read_checkpoint(tuned.last_path)
+    assert raw["epoch"] == 1 and raw["preprocess"]["image_size"] == 40
+    assert raw["train_config"]["init_from"] == source.last_path
+    assert "optimizer_state" in raw  # a fresh optimiser, saved as usual
+
+
+def test_init_from_refuses_a_wrong_start_before_decoding(galaxy_folder, tmp_path):
+    from galaxy_core.checkpoint import CheckpointError
+
+    source = fit(tiny_config(galaxy_folder, tmp_path / "source", epochs=1))
+    events = []
+    with pytest.raises(CheckpointError, match="has a 'tree' output head, this run a 'plain'"):
+        fit(tiny_config(galaxy_folder, tmp_path / "plain", head="plain",
+                        init_from=source.last_path), on_event=events.append)
+    assert events == [] and not (tmp_path / "plain").exists()
+    with pytest.raises(CheckpointError, match="not found"):
+        fit(tiny_config(galaxy_folder, tmp_path / "missing", init_from=str(tmp_path / "no.pt")))
+    with pytest.raises(ValueError, match="init_from and resume exclude each other"):
+        tiny_config(galaxy_folder, tmp_path / "both", init_from=source.last_path,
+                    resume=source.last_path)
+    with pytest.raises(ValueError, match="init_from and pretrained exclude each other"):
+        tiny_config(galaxy_folder, tmp_path / "imagenet", init_from=source.last_path,
+                    pretrained=True)

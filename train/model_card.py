@@ -26,6 +26,23 @@ OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)"}
 log = logging.getLogger("model_card")
 
 
+
+HEAD_TEXT = {
+    "tree": "per-question softmax scaled by the parent answer, so outputs obey the Galaxy Zoo "
+            "tree by construction",
+    "plain": "37 independent outputs clipped to [0, 1], as in the seed; they need not obey the "
+             "Galaxy Zoo tree",
+}
+
+
+def starting_point(train_config: dict) -> str:
+    """Where training started, from the run's recorded config."""
+    if train_config.get("init_from"):
+        return f"fine-tuned from `{os.path.basename(train_config['init_from'])}`"
+    if train_config.get("pretrained"):
+        return "from torchvision's ImageNet weights"
+    return "from scratch (no ImageNet weights)"
+
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.4f}"
 
@@ -180,10 +197,9 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         "# Model card: Galaxy Zoo ResNet18 (shipped default)",
         "",
         "## What it is",
-        f"- torchvision ResNet18 from scratch (no ImageNet weights), seed head Linear(512,512) → "
+        f"- torchvision ResNet18 {starting_point(train_config)}, seed head Linear(512,512) → "
         f"ReLU → Dropout({loaded.net.config.dropout}) → Linear(512,37), **{loaded.net.config.head}"
-        f"** output head (per-question softmax scaled by the parent answer, so outputs obey the "
-        f"Galaxy Zoo tree by construction).",
+        f"** output head ({HEAD_TEXT[loaded.net.config.head]}).",
         f"- Input: centre {loaded.preprocess.crop_fraction:.0%} of the frame (the galaxy), "
         f"resized to {loaded.preprocess.image_size} px, ImageNet normalisation; stored in the "
         f"checkpoint so every tool preprocesses identically. Test-time averaging (TTA, on by "

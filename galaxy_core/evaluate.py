@@ -103,11 +103,17 @@ NOT_RECIPE = frozenset({"seed", "val_fraction", "out", "images", "labels", "devi
 
 def recipe_differences(config: dict, other: dict) -> list[str]:
     """TrainConfig fields (outside ``NOT_RECIPE``) whose values differ between two runs; a field
-    that one record lacks (written before the field existed) counts as its default."""
+    that one record lacks (written before the field existed) counts as its default. For
+    ``init_from`` only whether a run was fine-tuned counts: each split's run must start from a
+    checkpoint of its own, one that never saw its held-out galaxies."""
     defaults = field_defaults(TrainConfig)
+
+    def value(record, k):
+        found = record.get(k, defaults.get(k))
+        return bool(found) if k == "init_from" else found
+
     keys = (set(config) | set(other)) - NOT_RECIPE
-    return sorted(k for k in keys
-                  if config.get(k, defaults.get(k)) != other.get(k, defaults.get(k)))
+    return sorted(k for k in keys if value(config, k) != value(other, k))
 
 
 def heldout_split(evaluation: dict, evaluation_tta: dict | None = None) -> dict:

@@ -48,6 +48,9 @@ def test_mean_over_splits_and_recipe_differences():
     # a record from before train_fraction existed means the whole training part
     assert recipe_differences(base, dict(base, train_fraction=1.0)) == []
     assert recipe_differences(base, dict(base, train_fraction=0.5)) == ["train_fraction"]
+    tuned = dict(base, init_from="runs/split0/last.pt")
+    assert recipe_differences(tuned, dict(base, init_from="runs/all/last.pt")) == []
+    assert recipe_differences(tuned, base) == ["init_from"]
 
 
 def test_learning_curve_fit_recovers_a_known_curve_and_refuses_a_flat_one():

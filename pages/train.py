@@ -114,7 +114,8 @@ with st.form("train_config"):
                                   help="continue an interrupted run where it stopped")
     init_from = start_right.selectbox(
         "Fine-tune from", [""] + registry.available_checkpoints(),
-        format_func=lambda p: "(no: the weights above)" if not p else p, key="train_init_from",
+        format_func=lambda p: "(no: from scratch, or ImageNet if ticked)" if not p else p,
+        key="train_init_from",
         help="start a new run from a trained model's weights (its output head must match "
              "the one chosen above); image size, schedule and epochs are this run's own")
     submitted = st.form_submit_button("Start training", type="primary",

@@ -106,14 +106,15 @@ with st.form("train_config"):
                  help="start from torchvision's ResNet18 ImageNet weights; they must already be "
                       "in the torch cache (nothing is downloaded)")
     c17.checkbox("Freeze backbone", key=key("freeze_backbone"))
-    resumable = [p.replace("best.pt", "last.pt") for p in registry.available_checkpoints()
+    checkpoints = registry.available_checkpoints()
+    resumable = [p.replace("best.pt", "last.pt") for p in checkpoints
                  if os.path.isfile(p.replace("best.pt", "last.pt")) and p.endswith("best.pt")]
     start_left, start_right = st.columns(2)
     resume = start_left.selectbox("Resume from", [""] + resumable,
                                   format_func=lambda p: "(start fresh)" if not p else p,
                                   help="continue an interrupted run where it stopped")
     init_from = start_right.selectbox(
-        "Fine-tune from", [""] + registry.available_checkpoints(),
+        "Fine-tune from", [""] + checkpoints,
         format_func=lambda p: "(no: from scratch, or ImageNet if ticked)" if not p else p,
         key="train_init_from",
         help="start a new run from a trained model's weights (its output head must match "

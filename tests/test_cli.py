@@ -139,6 +139,9 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     text = card.read_text()
     rmse = json.load(open(report))["model"]["rmse"]
     assert f"{rmse:.4f}" in text and "| tiny | 2 |" in text
+    assert "ResNet18 from scratch (no ImageNet weights)" in text
+    assert "**tree** output head (per-question softmax" in text
+    assert "augmentation 'full' (any rotation, flips" in text
 
 
 def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galaxy_folder,

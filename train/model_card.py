@@ -22,11 +22,14 @@ from galaxy_core.evaluate import heldout_split, learning_curve_fit, mean_over_sp
 from galaxy_core.schema import QUESTIONS, answer_name
 from train.common import read_json, run_cli, setup_logging
 
-OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)"}
 log = logging.getLogger("model_card")
 
-
-
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)"}
+AUGMENT_TEXT = {
+    "none": "none: the plain centre crop",
+    "seed": "horizontal flips and rotations up to 20 deg, as in the seed",
+    "full": "any rotation, flips, zoom 0.9-1.1, shifts up to 4%",
+}
 HEAD_TEXT = {
     "tree": "per-question softmax scaled by the parent answer, so outputs obey the Galaxy Zoo "
             "tree by construction",
@@ -42,6 +45,7 @@ def starting_point(train_config: dict) -> str:
     if train_config.get("pretrained"):
         return "from torchvision's ImageNet weights"
     return "from scratch (no ImageNet weights)"
+
 
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.4f}"
@@ -193,6 +197,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
                       f"-galaxy parts (splits by seeded permutation of GalaxyIDs, seeds {seeds}). "
                       f"The 40 shipped sample galaxies are in split 0's held-out part, so they "
                       f"were in this model's training data but not in that run's.")
+    augment = train_config.get("augment")
     lines = [
         "# Model card: Galaxy Zoo ResNet18 (shipped default)",
         "",
@@ -225,7 +230,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"{train_config.get('lr')}, {train_config.get('schedule')} schedule, "
         f"batch {train_config.get('batch_size')}, {train_config.get('epochs')} epochs, weight "
         f"decay {train_config.get('weight_decay')}, MSE over known answers, augmentation "
-        f"'{train_config.get('augment')}' (any rotation, flips, zoom 0.9-1.1, shifts up to 4%).",
+        f"'{augment}' ({AUGMENT_TEXT.get(augment, 'not recorded')}).",
         f"- Training to the saved epoch took {seconds / 60:.1f} min of epoch time on "
         f"{hardware or 'the machine named in the README'}.",
         "",

@@ -16,6 +16,17 @@ from .config import Preprocess
 
 SQRT2 = math.sqrt(2.0)
 TTA_VIEWS = 8  # test-time augmentation averages the 8 dihedral views
+SEED_MAX_ROTATION_DEG = 20  # 'seed': rotations up to this angle either way, as in the seed
+FULL_MAX_ZOOM = 1.1  # 'full': zoom log-uniform in [1 / this, this]
+FULL_MAX_SHIFT = 0.04  # 'full': shift up to this fraction of the crop along each axis
+
+# What each mode does, in words (the model card quotes these).
+AUGMENT_DESCRIPTIONS = {
+    "none": "none: the plain centre crop",
+    "seed": f"horizontal flips and rotations up to {SEED_MAX_ROTATION_DEG} deg, as in the seed",
+    "full": f"any rotation, flips, zoom {1 / FULL_MAX_ZOOM:.1f}-{FULL_MAX_ZOOM:.1f}, shifts up "
+            f"to {FULL_MAX_SHIFT:.0%}",
+}
 
 
 def context_fraction(preprocess: Preprocess) -> float:
@@ -31,8 +42,7 @@ def augment_batch(batch: torch.Tensor, preprocess: Preprocess, mode: str,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """float (B,3,C,C) in [0,1] cached with context -> (B,3,S,S) augmented model crops.
 
-    ``mode``: 'none' (plain centre crop), 'seed' (hflip + rotation up to 20 deg, as the seed),
-    'full' (any rotation, both flips, zoom 0.9-1.1, shift up to 4%).
+    ``mode``: one of ``AUGMENT_DESCRIPTIONS`` ('none', 'seed' or 'full').
     """
     b = batch.shape[0]
     size = preprocess.image_size
@@ -41,15 +51,15 @@ def augment_batch(batch: torch.Tensor, preprocess: Preprocess, mode: str,
     if mode == "none":
         angle, flip_x, flip_y, zoom, shift = torch.zeros(b), ones, ones, ones, torch.zeros(b, 2)
     elif mode == "seed":
-        angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(20)
+        angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(SEED_MAX_ROTATION_DEG)
         flip_x = torch.where(torch.rand(b, generator=generator) < 0.5, -ones, ones)
         flip_y, zoom, shift = ones, ones, torch.zeros(b, 2)
     elif mode == "full":
         angle = torch.rand(b, generator=generator) * 2 * math.pi
         flip_x = torch.where(torch.rand(b, generator=generator) < 0.5, -ones, ones)
         flip_y = ones  # a rotation by 180 deg times a horizontal flip covers vertical flips
-        zoom = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * math.log(1.1))
-        shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * 0.04 * 2 * scale
+        zoom = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * math.log(FULL_MAX_ZOOM))
+        shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * FULL_MAX_SHIFT * 2 * scale
     else:
         raise ValueError(f"augment mode must be none, seed or full, got {mode!r}")
     cos, sin = torch.cos(angle), torch.sin(angle)

@@ -15,7 +15,7 @@ import argparse
 import logging
 import os
 
-from galaxy_core.augment import TTA_VIEWS
+from galaxy_core.augment import AUGMENT_DESCRIPTIONS, TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import DataError
 from galaxy_core.evaluate import heldout_split, learning_curve_fit, mean_over_splits
@@ -25,11 +25,6 @@ from train.common import read_json, run_cli, setup_logging
 log = logging.getLogger("model_card")
 
 OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)"}
-AUGMENT_TEXT = {
-    "none": "none: the plain centre crop",
-    "seed": "horizontal flips and rotations up to 20 deg, as in the seed",
-    "full": "any rotation, flips, zoom 0.9-1.1, shifts up to 4%",
-}
 HEAD_TEXT = {
     "tree": "per-question softmax scaled by the parent answer, so outputs obey the Galaxy Zoo "
             "tree by construction",
@@ -230,7 +225,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"{train_config.get('lr')}, {train_config.get('schedule')} schedule, "
         f"batch {train_config.get('batch_size')}, {train_config.get('epochs')} epochs, weight "
         f"decay {train_config.get('weight_decay')}, MSE over known answers, augmentation "
-        f"'{augment}' ({AUGMENT_TEXT.get(augment, 'not recorded')}).",
+        f"'{augment}' ({AUGMENT_DESCRIPTIONS.get(augment, 'not recorded')}).",
         f"- Training to the saved epoch took {seconds / 60:.1f} min of epoch time on "
         f"{hardware or 'the machine named in the README'}.",
         "",

@@ -24,10 +24,12 @@ EPOCHS ?= 85
 RECIPE ?= --image-size 160 --crop-fraction 0.5 --augment full --head tree \
 	--schedule onecycle --dropout 0.25 --lr 1e-3 --batch-size 32
 TRAIN_DEVICE ?= auto
+# PRECISION=bfloat16 halves a CPU epoch where the CPU computes bfloat16 natively (README)
+PRECISION ?= float32
 HARDWARE ?= $(shell $(PY) -c "from galaxy_core.device import describe, select_device; \
 	print(describe(select_device('$(TRAIN_DEVICE)')))" 2>/dev/null)
 TRAIN = $(PY) -m train.train --images $(DATA)/images --labels $(LABELS) --cache-dir $(CACHE) \
-	--device $(TRAIN_DEVICE) --epochs $(EPOCHS) $(RECIPE)
+	--device $(TRAIN_DEVICE) --precision $(PRECISION) --epochs $(EPOCHS) $(RECIPE)
 EVALUATE = $(PY) -m train.evaluate --images $(DATA)/images --labels $(LABELS) --split val
 
 $(STAMP): requirements.txt

@@ -24,13 +24,12 @@ import torch
 
 from . import augment
 from .checkpoint import LoadedModel
+from .config import PRECISIONS
 from .data import DecodeJob, collate_decoded
 from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("float32", "bfloat16")
 
 
 def native_bfloat16(device: torch.device) -> bool:

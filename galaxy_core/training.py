@@ -33,7 +33,7 @@ from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_a
 from .images import normalize_float
 from .metrics import masked_mse, rmse_report
 from .model import build_model
-from .predict import run_model
+from .predict import native_bfloat16, run_model
 from .schema import NUM_ANSWERS
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,10 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     augment_generator = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
 
+    bfloat16 = config.precision == "bfloat16"
+    if bfloat16 and not native_bfloat16(device):
+        log.warning("%s has no native bfloat16: it is emulated, expect training to be slower "
+                    "than float32", describe(device))
     start_weights = starting_weights(config) if config.init_from else None
     data = _load_data(config, preprocess, emit, started, ctx)
     train_targets = torch.from_numpy(data.train_table.targets)
@@ -236,7 +240,8 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                 if len(data.val_table) else {})
     emit(TrainEvent("start", epoch=start_epoch, epochs=config.epochs, steps=steps_per_epoch,
                     message=f"training on {describe(device)}"
-                            + (f" x {ctx.world_size} processes" if ctx.distributed else ""),
+                            + (f" x {ctx.world_size} processes" if ctx.distributed else "")
+                            + (" with bfloat16 autocast" if bfloat16 else ""),
                     metrics={"device": describe(device), "train_galaxies": len(data.train_table),
                              "val_galaxies": len(data.val_table),
                              "baseline_val_rmse": baseline.get("rmse")},
@@ -260,7 +265,11 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
             batch = augment.augment_batch(batch, preprocess, config.augment, augment_generator)
             batch = normalize_float(batch, preprocess).contiguous(memory_format=torch.channels_last)
             targets = train_targets[index].to(device, non_blocking=True)
-            loss = masked_mse(model(batch), targets)
+            # bfloat16 covers the forward pass only: weights, gradients' accumulation into
+            # them, the loss and validation stay float32
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+                outputs = model(batch)
+            loss = masked_mse(outputs.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -23,3 +23,4 @@ def test_quick_benchmark_writes_all_ratios(tmp_path):
     assert "BatchNorm folded + channels-last (used)" in report["inference_choices"]
     assert report["context"]["bfloat16_speedup_vs_seed"] > 0
     assert report["context"]["speedup_vs_seed_as_shipped_224px"] > 0
+    assert report["context"]["training_bfloat16_speedup"] > 0

@@ -188,6 +188,7 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     at.number_input(key="train_batch_size").set_value(16)
     at.selectbox(key="train_optimizer").set_value("adamw")
     at.number_input(key="train_weight_decay").set_value(0.05)
+    at.selectbox(key="train_precision").set_value("bfloat16")
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.error, [e.value for e in at.error]
     from pages.common import training_jobs
@@ -195,7 +196,8 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     jobs.wait(120)
     assert jobs.state.status == "done", jobs.state.error
     recipe = load_checkpoint(jobs.state.result.best_path).meta["train_config"]
-    assert (recipe["optimizer"], recipe["weight_decay"]) == ("adamw", 0.05)
+    assert (recipe["optimizer"], recipe["weight_decay"], recipe["precision"]) == (
+        "adamw", 0.05, "bfloat16")
     at.run()
     assert any("Best checkpoint" in s.value for s in at.success)
     next(b for b in at.button if b.label.startswith("Make it")).click().run()

@@ -6,6 +6,7 @@ import torch
 
 from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
 from galaxy_core.config import TrainConfig
+from galaxy_core.model import build_model
 from galaxy_core.training import fit
 
 
@@ -118,8 +119,36 @@ def test_optimizer_choice_decides_how_weight_decay_acts(galaxy_folder, tmp_path,
     assert raw["train_config"]["optimizer"] == optimizer
 
 
+def test_bfloat16_training_computes_in_bfloat16_and_saves_float32_weights(galaxy_folder, tmp_path,
+                                                                          monkeypatch):
+    import galaxy_core.training as training
+
+    conv_dtypes = []
+
+    def build_and_watch(config):
+        net = build_model(config)
+        first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_hook(
+            lambda module, inputs, output: conv_dtypes.append((module.training, output.dtype)))
+        return net
+
+    monkeypatch.setattr(training, "build_model", build_and_watch)
+    result = fit(tiny_config(galaxy_folder, tmp_path / "bf16", epochs=4, precision="bfloat16"))
+    trained = {dtype for is_training, dtype in conv_dtypes if is_training}
+    validated = {dtype for is_training, dtype in conv_dtypes if not is_training}
+    assert trained == {torch.bfloat16}  # the training forward ran in bfloat16...
+    assert validated == {torch.float32}  # ...and validation in float32
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    raw = read_checkpoint(result.last_path)
+    assert raw["train_config"]["precision"] == "bfloat16"
+    assert all(v.dtype == torch.float32 for v in raw["state_dict"].values() if v.is_floating_point())
+    assert load_checkpoint(result.best_path).meta["epoch"] >= 1
+
+
 @pytest.mark.parametrize("bad, message", [({"optimizer": "sgd"}, "optimizer must be one of"),
-                                          ({"weight_decay": -0.1}, "weight_decay must be >= 0")])
+                                          ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+                                          ({"precision": "float16"}, "precision must be one of")])
 def test_bad_optimizer_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(images="x", labels="y", **bad)

@@ -25,6 +25,8 @@ from train.common import read_json, run_cli, setup_logging
 log = logging.getLogger("model_card")
 
 OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW (decoupled weight decay)"}
+PRECISION_TEXT = {"float32": "float32",
+                  "bfloat16": "bfloat16 autocast (weights, loss and validation in float32)"}
 HEAD_TEXT = {
     "tree": "per-question softmax scaled by the parent answer, so outputs obey the Galaxy Zoo "
             "tree by construction",
@@ -225,7 +227,8 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"{train_config.get('lr')}, {train_config.get('schedule')} schedule, "
         f"batch {train_config.get('batch_size')}, {train_config.get('epochs')} epochs, weight "
         f"decay {train_config.get('weight_decay')}, MSE over known answers, augmentation "
-        f"'{augment}' ({AUGMENT_DESCRIPTIONS.get(augment, 'not recorded')}).",
+        f"'{augment}' ({AUGMENT_DESCRIPTIONS.get(augment, 'not recorded')}), forward pass in "
+        f"{PRECISION_TEXT[train_config.get('precision', 'float32')]}.",
         f"- Training to the saved epoch took {seconds / 60:.1f} min of epoch time on "
         f"{hardware or 'the machine named in the README'}.",
         "",

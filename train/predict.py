@@ -21,10 +21,11 @@ import pandas as pd
 
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.config import PRECISIONS
 from galaxy_core.data import list_images
 from galaxy_core.distributed import distributed_session, gather, split_evenly
 from galaxy_core.device import describe
-from galaxy_core.predict import PRECISIONS, PredictionResult, native_bfloat16, predict_files
+from galaxy_core.predict import PredictionResult, native_bfloat16, predict_files
 from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
 
 log = logging.getLogger("predict")

@@ -103,8 +103,8 @@ class TrainConfig:
                         "must match --head)")
     device: str = _f("auto", "cuda, mps, cpu or auto (best available)", choices=DEVICES)
     precision: str = _f("float32", "'bfloat16' runs the forward pass under bfloat16 autocast "
-                        "(weights, loss and validation stay float32): about 1.9x faster where "
-                        "the CPU or GPU computes bfloat16 natively", choices=PRECISIONS)
+                        "(weights, loss and validation stay float32): epochs about 1.7x faster "
+                        "where the CPU or GPU computes bfloat16 natively", choices=PRECISIONS)
     workers: int = _f(2, "processes that decode images into the cache (0 = in this process)")
     cache_dir: str = _f("", "folder for the decoded-image cache (reused across runs); "
                         "empty = keep it in memory only")

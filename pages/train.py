@@ -1,5 +1,6 @@
 """Train (maintainers): the CLI's training config as a form, run in the background."""
 
+import dataclasses
 import datetime as dt
 import os
 
@@ -54,6 +55,7 @@ FORM_DEFAULTS = {
     "precision": "float32",
 }
 TRAIN_DEFAULTS = field_defaults(TrainConfig)
+TRAIN_HELP = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
 
 
 def key(name: str) -> str:
@@ -110,9 +112,7 @@ with st.form("train_config"):
     c17.checkbox("Freeze backbone", key=key("freeze_backbone"))
     native = native_bfloat16(select_device("auto"))
     st.selectbox("Arithmetic", PRECISIONS, key=key("precision"),
-                 help="bfloat16 runs the forward pass under bfloat16 autocast (weights, loss and "
-                      "validation stay float32): about 1.9x faster where the hardware computes "
-                      "bfloat16 natively. "
+                 help=TRAIN_HELP["precision"] + ". "
                       + ("This machine does." if native else
                          "This machine does not: it would be emulated, and slower."))
     checkpoints = registry.available_checkpoints()

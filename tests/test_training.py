@@ -149,7 +149,7 @@ def test_bfloat16_training_computes_in_bfloat16_and_saves_float32_weights(galaxy
 @pytest.mark.parametrize("bad, message", [({"optimizer": "sgd"}, "optimizer must be one of"),
                                           ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
                                           ({"precision": "float16"}, "precision must be one of")])
-def test_bad_optimizer_settings_are_refused(bad, message):
+def test_bad_optimizer_and_precision_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(images="x", labels="y", **bad)
 

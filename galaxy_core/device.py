@@ -1,4 +1,4 @@
-"""Device selection: CUDA, then Apple MPS, then CPU."""
+"""Device selection (CUDA, then Apple MPS, then CPU) and what a device can do."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ def describe(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple MPS"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (elsewhere it is emulated, and slow)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
+
+
+def bfloat16_warning(device: torch.device) -> str | None:
+    """The caution to give before bfloat16 work on ``device``; None where bfloat16 is native."""
+    if native_bfloat16(device):
+        return None
+    return f"{describe(device)} has no native bfloat16: it is emulated, and slower than float32"

@@ -32,15 +32,6 @@ from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 log = logging.getLogger(__name__)
 
 
-def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 in hardware (elsewhere it is emulated, and slow)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return False
-
-
 @dataclass
 class PredictionResult:
     frame: pd.DataFrame  # GalaxyID + 37 answer columns, in input order

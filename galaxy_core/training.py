@@ -27,13 +27,13 @@ from .checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_che
 from .config import TrainConfig
 from .data import (DataError, check_images_exist, decode_images, image_path, read_labels,
                    select_subset, split_train_val)
-from .device import describe, select_device
+from .device import bfloat16_warning, describe, select_device
 from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_across,
                           shard_order, split_evenly, sync_buffers)
 from .images import normalize_float
 from .metrics import masked_mse, rmse_report
 from .model import build_model
-from .predict import native_bfloat16, run_model
+from .predict import run_model
 from .schema import NUM_ANSWERS
 
 log = logging.getLogger(__name__)
@@ -189,9 +189,8 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     augment_generator = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
 
     bfloat16 = config.precision == "bfloat16"
-    if bfloat16 and not native_bfloat16(device):
-        log.warning("%s has no native bfloat16: it is emulated, expect training to be slower "
-                    "than float32", describe(device))
+    if bfloat16 and (caution := bfloat16_warning(device)):
+        log.warning(caution)
     start_weights = starting_weights(config) if config.init_from else None
     data = _load_data(config, preprocess, emit, started, ctx)
     train_targets = torch.from_numpy(data.train_table.targets)

@@ -12,10 +12,9 @@ from galaxy_core.access import PASSWORD_ENV, training_access
 from galaxy_core.checkpoint import CheckpointError
 from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, PRECISIONS, SCHEDULES,
                                 TrainConfig, field_defaults)
-from galaxy_core.device import describe, select_device
+from galaxy_core.device import bfloat16_warning, describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
-from galaxy_core.predict import native_bfloat16
 from pages.common import active_model, training_jobs
 
 st.title("🛠️ Train a model")
@@ -110,11 +109,9 @@ with st.form("train_config"):
                  help="start from torchvision's ResNet18 ImageNet weights; they must already be "
                       "in the torch cache (nothing is downloaded)")
     c17.checkbox("Freeze backbone", key=key("freeze_backbone"))
-    native = native_bfloat16(select_device("auto"))
+    caution = bfloat16_warning(select_device("auto"))
     st.selectbox("Arithmetic", PRECISIONS, key=key("precision"),
-                 help=TRAIN_HELP["precision"] + ". "
-                      + ("This machine does." if native else
-                         "This machine does not: it would be emulated, and slower."))
+                 help=f"{TRAIN_HELP['precision']}. {caution or 'This machine has it natively'}.")
     checkpoints = registry.available_checkpoints()
     resumable = [p.replace("best.pt", "last.pt") for p in checkpoints
                  if os.path.isfile(p.replace("best.pt", "last.pt")) and p.endswith("best.pt")]

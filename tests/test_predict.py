@@ -110,6 +110,15 @@ def test_bfloat16_is_an_opt_in_that_moves_probabilities_by_thousandths(tmp_path)
     assert len(pd.read_csv(out)) == 4
 
 
+def test_bfloat16_caution_is_given_exactly_where_bfloat16_is_emulated():
+    """One sentence, used by training, the predict CLI and the training page."""
+    from galaxy_core.device import bfloat16_warning, native_bfloat16
+    cpu = torch.device("cpu")
+    assert (bfloat16_warning(cpu) is None) == native_bfloat16(cpu)
+    assert bfloat16_warning(torch.device("mps")) == ("Apple MPS has no native bfloat16: it is "
+                                                     "emulated, and slower than float32")
+
+
 def test_predict_cli_averages_the_tta_views_by_default_as_the_app_does(tmp_path):
     from galaxy_core import paths
     from galaxy_core.checkpoint import load_checkpoint

@@ -24,8 +24,8 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.config import PRECISIONS
 from galaxy_core.data import list_images
 from galaxy_core.distributed import distributed_session, gather, split_evenly
-from galaxy_core.device import describe
-from galaxy_core.predict import PredictionResult, native_bfloat16, predict_files
+from galaxy_core.device import bfloat16_warning
+from galaxy_core.predict import PredictionResult, predict_files
 from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
 
 log = logging.getLogger("predict")
@@ -84,9 +84,8 @@ def main(argv=None) -> int:
     with distributed_session(args.device) as (ctx, device):
         setup_logging(quiet=not ctx.is_main)
         loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), device)
-        if args.precision == "bfloat16" and not native_bfloat16(loaded.device):
-            log.warning("%s has no native bfloat16: it is emulated, expect it to be slower than "
-                        "float32", describe(loaded.device))
+        if args.precision == "bfloat16" and (caution := bfloat16_warning(loaded.device)):
+            log.warning(caution)
         paths = collect_images(args.images)
         mine = split_evenly(len(paths), ctx)  # under torchrun each rank takes a share
         with LazyBar("predicting") if ctx.is_main else contextlib.nullcontext() as progress:

@@ -153,6 +153,11 @@ def field_defaults(cls) -> dict:
     return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
+def field_help(cls) -> dict:
+    """Each field of dataclass ``cls`` with its one-line help ("" where it has none)."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
     """Add one ``--flag`` per field of ``cls`` (underscores become dashes)."""
     for f in dataclasses.fields(cls):

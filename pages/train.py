@@ -1,6 +1,5 @@
 """Train (maintainers): the CLI's training config as a form, run in the background."""
 
-import dataclasses
 import datetime as dt
 import os
 
@@ -11,7 +10,7 @@ from galaxy_core import paths, registry
 from galaxy_core.access import PASSWORD_ENV, training_access
 from galaxy_core.checkpoint import CheckpointError
 from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, PRECISIONS, SCHEDULES,
-                                TrainConfig, field_defaults)
+                                TrainConfig, field_defaults, field_help)
 from galaxy_core.device import bfloat16_warning, describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
@@ -41,7 +40,8 @@ if not allowed:
                 st.session_state["admin_password_entered"] = password
                 st.rerun()
     st.stop()
-st.caption(f"Unlocked: {reason}. Runs on {describe(select_device('auto'))}.")
+here = select_device("auto")  # where a run started from this page trains
+st.caption(f"Unlocked: {reason}. Runs on {describe(here)}.")
 
 jobs = training_jobs()
 
@@ -54,7 +54,7 @@ FORM_DEFAULTS = {
     "precision": "float32",
 }
 TRAIN_DEFAULTS = field_defaults(TrainConfig)
-TRAIN_HELP = {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
+TRAIN_HELP = field_help(TrainConfig)
 
 
 def key(name: str) -> str:
@@ -109,7 +109,7 @@ with st.form("train_config"):
                  help="start from torchvision's ResNet18 ImageNet weights; they must already be "
                       "in the torch cache (nothing is downloaded)")
     c17.checkbox("Freeze backbone", key=key("freeze_backbone"))
-    caution = bfloat16_warning(select_device("auto"))
+    caution = bfloat16_warning(here)
     st.selectbox("Arithmetic", PRECISIONS, key=key("precision"),
                  help=f"{TRAIN_HELP['precision']}. {caution or 'This machine has it natively'}.")
     checkpoints = registry.available_checkpoints()

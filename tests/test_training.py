@@ -154,6 +154,20 @@ def test_bad_optimizer_and_precision_settings_are_refused(bad, message):
         TrainConfig(images="x", labels="y", **bad)
 
 
+def test_the_training_page_and_the_cli_show_the_same_field_help():
+    """``field_help`` (the page's help texts) is what ``train.train --help`` prints per flag."""
+    import argparse
+    from galaxy_core.config import add_dataclass_flags, field_help
+    parser = argparse.ArgumentParser()
+    add_dataclass_flags(parser, TrainConfig)
+    cli_help = {a.dest: a.help for a in parser._actions if a.dest != "help"}
+    page_help = field_help(TrainConfig)
+    assert cli_help.keys() <= page_help.keys()
+    for name, text in cli_help.items():
+        assert page_help[name] and text.startswith(page_help[name]), name
+    assert "bfloat16 autocast" in page_help["precision"]
+
+
 def conv_weights(path):
     state = read_checkpoint(path)["state_dict"]
     return {k: v.float() for k, v in state.items() if k.endswith("weight") and v.dim() == 4}

@@ -28,8 +28,10 @@ TRAIN_DEVICE ?= auto
 PRECISION ?= float32
 HARDWARE ?= $(shell $(PY) -c "from galaxy_core.device import describe, select_device; \
 	print(describe(select_device('$(TRAIN_DEVICE)')))" 2>/dev/null)
+# --resume auto: an interrupted `make model` continues each run where it stopped (a finished run
+# is left as it is; a run folder holding another recipe is refused, not overwritten)
 TRAIN = $(PY) -m train.train --images $(DATA)/images --labels $(LABELS) --cache-dir $(CACHE) \
-	--device $(TRAIN_DEVICE) --precision $(PRECISION) --epochs $(EPOCHS) $(RECIPE)
+	--resume auto --device $(TRAIN_DEVICE) --precision $(PRECISION) --epochs $(EPOCHS) $(RECIPE)
 EVALUATE = $(PY) -m train.evaluate --images $(DATA)/images --labels $(LABELS) --split val
 
 $(STAMP): requirements.txt

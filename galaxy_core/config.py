@@ -97,7 +97,9 @@ class TrainConfig:
     dropout: float = _f(0.5, "dropout in the head")
     pretrained: bool = _f(False, "start from ImageNet weights in the torch cache")
     freeze_backbone: bool = _f(False, "train only the head")
-    resume: str = _f("", "checkpoint to resume from (its epoch, weights and optimiser)")
+    resume: str = _f("", "a run's last.pt to continue from (its epoch, weights, optimiser and "
+                     "schedule; only with that run's own settings), or 'auto': --out's last.pt "
+                     "when there is one, else start fresh")
     init_from: str = _f("", "checkpoint whose weights start a new run (fine-tuning: a fresh "
                         "optimiser, schedule and epoch count; any image size; its output head "
                         "must match --head)")

@@ -3,7 +3,8 @@
 ``fit`` takes a ``TrainConfig``, an event callback and a stop flag; it never prints. Images
 are decoded once into uint8 caches (training ones with room for rotations), so each step costs
 little more than the model's own forward and backward. It saves ``last.pt`` every epoch and
-``best.pt`` whenever validation RMSE improves, atomically, and can resume from ``last.pt``.
+``best.pt`` whenever validation RMSE improves, atomically, and can resume from ``last.pt``:
+only with the settings that run was started with, on the same split (``resume_differences``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import augment
 from .checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
                          read_resume_state)
-from .config import TrainConfig
+from .config import TrainConfig, field_defaults
 from .data import (DataError, check_images_exist, decode_images, image_path, read_labels,
                    select_subset, split_train_val)
 from .device import bfloat16_warning, describe, select_device
@@ -70,6 +71,65 @@ def _no_stop():
     return False
 
 
+# TrainConfig fields a resumed run may set anew: where files are read and written, where and in
+# which arithmetic it computes, and how the first run chose its starting weights (resuming loads
+# the checkpoint's). Every other field defines the run, so it must match the checkpoint's record.
+RESUME_MAY_CHANGE = frozenset({"out", "resume", "images", "labels", "device", "precision",
+                               "workers", "cache_dir", "init_from", "pretrained"})
+
+
+def recorded_config(state: dict) -> dict:
+    """The TrainConfig a checkpoint's run was trained with, as a dict; a field the record
+    predates counts as that field's default."""
+    return {**field_defaults(TrainConfig), **(state.get("train_config") or {})}
+
+
+def resume_differences(config: TrainConfig, state: dict) -> list[str]:
+    """How ``config`` differs from the run recorded in checkpoint ``state``, one
+    "field: recorded -> asked" line per field outside ``RESUME_MAY_CHANGE``. The epoch count may
+    grow only under a constant learning rate: a schedule is laid out over the run's length."""
+    recorded, asked = recorded_config(state), dataclasses.asdict(config)
+    may_change = RESUME_MAY_CHANGE | ({"epochs"} if config.schedule == "constant" else set())
+    return [f"{name}: {recorded.get(name)!r} -> {value!r}" for name, value in asked.items()
+            if name not in may_change and recorded.get(name) != value]
+
+
+def resume_path(config: TrainConfig) -> str:
+    """The checkpoint to resume from: ``config.resume``, where 'auto' means the run folder's own
+    ``last.pt`` when there is one (an interrupted run continues) and nothing otherwise."""
+    if config.resume != "auto":
+        return config.resume
+    last = os.path.join(config.out, "last.pt")
+    return last if os.path.isfile(last) else ""
+
+
+def resumed_config(path: str, **changes) -> TrainConfig:
+    """The config that continues the run whose ``last.pt`` is ``path``: the settings it
+    recorded, with ``changes`` only to fields in ``RESUME_MAY_CHANGE`` (the new output folder,
+    say)."""
+    refused = sorted(set(changes) - RESUME_MAY_CHANGE)
+    if refused:
+        raise ValueError(f"a resumed run keeps its own {', '.join(refused)}")
+    recorded = recorded_config(read_resume_state(path))
+    return TrainConfig(**{**recorded, **changes, "resume": path, "init_from": "",
+                          "pretrained": False})
+
+
+def read_run_to_resume(path: str, config: TrainConfig) -> dict:
+    """The checkpoint ``fit`` resumes from, refused (``CheckpointError``) unless it is a run's
+    ``last.pt`` and ``config`` asks for that same run."""
+    state = read_resume_state(path)
+    if not state.get("optimizer_state"):
+        raise CheckpointError(f"{path}: holds no optimiser state (a best.pt or an exported "
+                              f"model); resume from the run's last.pt")
+    differences = resume_differences(config, state)
+    if differences:
+        raise CheckpointError(f"{path}: was trained with other settings than this run asks "
+                              f"for ({'; '.join(differences)}); resume with its own settings, "
+                              f"or start a new run in another folder")
+    return state
+
+
 def _make_scheduler(optimizer, config: TrainConfig, total_steps: int):
     if config.schedule == "onecycle" and total_steps >= 4:
         # warm up for a quarter of the run (at least two steps, as OneCycleLR needs)
@@ -111,12 +171,19 @@ class _Data:
     description: dict
 
 
-def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext) -> _Data:
+def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext,
+               expected_val_sha: str | None = None) -> _Data:
+    """Labels, split and decoded images; ``expected_val_sha``, when given (a resumed run), is
+    the validation split the run was trained on, refused if the labels now split otherwise."""
     table = select_subset(read_labels(config.labels), config.subset, config.subset_mode,
                           config.seed)
     check_images_exist(config.images, table.galaxy_ids)
     train_table, val_table = split_train_val(table, config.val_fraction, config.seed,
                                             config.train_fraction)
+    if expected_val_sha and ids_digest(val_table.galaxy_ids) != expected_val_sha:
+        raise DataError(f"{config.labels}: splits into other validation galaxies than the run "
+                        f"being resumed was validated on (the labels file changed?); a resumed "
+                        f"run must keep its split, so start a new run instead")
     log.info("%d training and %d validation galaxies; answers with targets: %s",
              len(train_table), len(val_table), ", ".join(table.columns))
 
@@ -192,9 +259,20 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     if bfloat16 and (caution := bfloat16_warning(device)):
         log.warning(caution)
     start_weights = starting_weights(config) if config.init_from else None
-    data = _load_data(config, preprocess, emit, started, ctx)
+    resume_from = resume_path(config)
+    state = read_run_to_resume(resume_from, config) if resume_from else None
+    if state is not None and int(state.get("epoch", 0)) >= config.epochs:
+        return _finished_run(resume_from, state, emit, started)
+    data = _load_data(config, preprocess, emit, started, ctx,
+                      expected_val_sha=((state or {}).get("data") or {}).get("val_ids_sha"))
     train_targets = torch.from_numpy(data.train_table.targets)
-    net = build_model(config.model_config())
+    model_config = config.model_config()
+    run_record = dataclasses.asdict(config)
+    if state is not None:  # the weights come from the checkpoint; the record keeps their origin
+        model_config = dataclasses.replace(model_config, pretrained=False)
+        recorded = recorded_config(state)
+        run_record.update(init_from=recorded["init_from"], pretrained=recorded["pretrained"])
+    net = build_model(model_config)
     if start_weights is not None:
         net.load_state_dict(start_weights)
     net = net.to(device).to(memory_format=torch.channels_last)
@@ -215,8 +293,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
 
     history, best_metrics, start_epoch, best_rmse = [], {}, 0, math.inf
-    if config.resume:
-        state = read_resume_state(config.resume)
+    if state is not None:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in state["state_dict"].items()})
         if state.get("optimizer_state"):
@@ -229,7 +306,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                         or [math.inf])
         best_metrics = state.get("metrics", {}).get("best", {})
         augment_generator.manual_seed(config.seed * 1000 + ctx.rank + 7919 * start_epoch)
-        log.info("resumed from %s at epoch %d", config.resume, start_epoch)
+        log.info("resumed from %s at epoch %d", resume_from, start_epoch)
 
     best_path = os.path.join(config.out, "best.pt")
     last_path = os.path.join(config.out, "last.pt")
@@ -305,7 +382,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                 return make_checkpoint(
                     net, preprocess, data.table.columns, epoch=epoch + 1, metrics=metrics,
                     history=history, data=data.description,
-                    train_config=dataclasses.asdict(config),
+                    train_config=run_record,
                     optimizer_state=optimizer.state_dict() if with_optimizer else None,
                     scheduler_state=(scheduler.state_dict() if with_optimizer and scheduler
                                      else None))
@@ -325,6 +402,23 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     return FitResult(out_dir=config.out, best_path=best_path if os.path.exists(best_path) else "",
                      last_path=last_path if os.path.exists(last_path) else "", history=history,
                      best_metrics=best_metrics, cancelled=cancelled, device=describe(device))
+
+
+def _finished_run(path: str, state: dict, emit, started: float) -> FitResult:
+    """What resuming a run that already holds all its epochs returns: that run, untouched."""
+    epoch = int(state.get("epoch", 0))
+    log.info("%s already holds all %d epochs: nothing left to train", path, epoch)
+    folder = os.path.dirname(path)
+    history = list(state.get("history", []))
+    scores = [h["val_rmse"] for h in history if h.get("val_rmse") is not None]
+    emit(TrainEvent("done", epoch=epoch, epochs=epoch,
+                    message="nothing left to train", metrics={"best_rmse": min(scores or [math.inf])},
+                    elapsed_s=time.perf_counter() - started))
+    best = os.path.join(folder, "best.pt")
+    return FitResult(out_dir=folder, best_path=best if os.path.exists(best) else "",
+                     last_path=path, history=history,
+                     best_metrics=state.get("metrics", {}).get("best", {}), cancelled=False,
+                     device="")
 
 
 def ids_digest(ids) -> str:

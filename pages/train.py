@@ -14,6 +14,7 @@ from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, PRECISIONS, SCHEDUL
 from galaxy_core.device import bfloat16_warning, describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
+from galaxy_core.training import resumed_config
 from pages.common import active_model, training_jobs
 
 st.title("🛠️ Train a model")
@@ -118,7 +119,10 @@ with st.form("train_config"):
     start_left, start_right = st.columns(2)
     resume = start_left.selectbox("Resume from", [""] + resumable,
                                   format_func=lambda p: "(start fresh)" if not p else p,
-                                  help="continue an interrupted run where it stopped")
+                                  key="train_resume",
+                                  help="continue an interrupted run where it stopped, with its "
+                                       "own settings: only the data paths and the arithmetic "
+                                       "are taken from this form")
     init_from = start_right.selectbox(
         "Fine-tune from", [""] + checkpoints,
         format_func=lambda p: "(no: from scratch, or ImageNet if ticked)" if not p else p,
@@ -132,12 +136,22 @@ if submitted:
     out = os.path.join(paths.RUNS_DIR, dt.datetime.now().strftime("run-%Y%m%d-%H%M%S"))
     settings = {name: st.session_state[key(name)] for name in FORM_DEFAULTS}
     try:
-        config = TrainConfig(images=images, labels=labels, out=out, resume=resume,
-                             init_from=init_from, workers=0,
-                             **settings)
+        if resume:  # the run's own recipe, split and length; the form's only where they may change
+            if init_from:
+                raise ValueError("choose either a run to resume or a model to fine-tune from")
+            config = resumed_config(resume, out=out, images=images, labels=labels, workers=0,
+                                    device="auto", cache_dir="", precision=settings["precision"])
+        else:
+            config = TrainConfig(images=images, labels=labels, out=out, init_from=init_from,
+                                 workers=0, **settings)
         jobs.start(config)
-    except (ValueError, JobBusy) as exc:
+    except (ValueError, CheckpointError, JobBusy) as exc:
         st.error(str(exc))
+    else:
+        if resume:
+            st.info(f"Resuming {resume} with its own settings ({config.epochs} epochs, "
+                    f"{config.image_size} px, seed {config.seed}); the form's other settings "
+                    f"are not used.")
 
 
 @st.fragment(run_every=2.0)

@@ -226,15 +226,24 @@ def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
     model_dir = tmp_path / "model"
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps([{"name": "tiny", "epochs": 1, "best_val_rmse": 0.2}]))
-    done = subprocess.run(
-        ["make", "-s", "model", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
-         f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={model_dir}",
-         f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}", f"VARIANTS={variants}",
-         "TRAIN_DEVICE=cpu", "EPOCHS=1", "RECIPE=--image-size 32 --crop-fraction 0.7 "
-         "--head tree --augment full --batch-size 8 --workers 0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": ROOT})
+    command = ["make", "-s", "model", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
+               f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={model_dir}",
+               f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}",
+               f"VARIANTS={variants}", "TRAIN_DEVICE=cpu", "EPOCHS=1",
+               "RECIPE=--image-size 32 --crop-fraction 0.7 --head tree --augment full "
+               "--batch-size 8 --workers 0"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    runs = sorted((tmp_path / "runs").glob("*/last.pt"))
+    assert len(runs) == 4
+    written = [os.path.getmtime(p) for p in runs]
+    # run again (as after an interruption): finished runs are left as they are
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": ROOT})
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert again.stderr.count("nothing left to train") == 4
+    assert [os.path.getmtime(p) for p in runs] == written
     from galaxy_core.checkpoint import load_checkpoint
     shipped = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
     assert shipped.meta["data"]["val_galaxies"] == 0

@@ -9,7 +9,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from galaxy_core import paths
-from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
 from tests.conftest import galaxy_image
 
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "app.py")
@@ -71,7 +71,7 @@ def test_sidebar_shows_the_active_model_and_what_it_did_not_learn():
 
 
 def test_model_card_reports_the_recipes_heldout_accuracy_for_the_shipped_model():
-    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
     from galaxy_core.evaluate import mean_over_splits
     splits = load_checkpoint(paths.DEFAULT_MODEL).meta["recipe_validation"]["splits"]
     at = app("pages/model_card.py")
@@ -96,7 +96,7 @@ def test_classify_an_upload_shows_verdict_and_37_probabilities():
 
 
 def test_classify_averages_rotations_by_default_and_can_switch_it_off():
-    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
     from galaxy_core.predict import predict_image
     loaded = load_checkpoint(paths.DEFAULT_MODEL)
     sample = sorted(os.listdir(paths.SAMPLE_IMAGES))[0]
@@ -285,6 +285,34 @@ def test_training_form_takes_the_selected_models_recipe():
     assert at.slider(key="train_train_fraction").value == 1.0  # recorded before the field existed
     assert recipe["val_fraction"] == 0.0  # the shipped model held nothing out...
     assert at.slider(key="train_val_fraction").value == pytest.approx(0.2)  # ...the form still does
+
+
+def test_resuming_from_the_page_continues_the_run_with_its_own_settings(monkeypatch):
+    from galaxy_core.config import TrainConfig
+    from galaxy_core.training import fit
+    epochs_done = []
+    interrupted = fit(TrainConfig(images=paths.SAMPLE_IMAGES, labels=paths.SAMPLE_LABELS,
+                                  out=os.path.join(paths.RUNS_DIR, "interrupted"), epochs=2,
+                                  image_size=32, crop_fraction=0.5, batch_size=16,
+                                  schedule="onecycle", head="tree", workers=0, device="cpu"),
+                      on_event=lambda e: epochs_done.append(e) if e.kind == "epoch" else None,
+                      should_stop=lambda: bool(epochs_done))  # stopped during epoch 2
+    assert interrupted.cancelled and len(interrupted.history) == 1
+    at = unlocked_training_page(monkeypatch, epochs=7)  # the form asks for another run...
+    at.number_input(key="train_image_size").set_value(64)
+    at.selectbox(key="train_resume").set_value(interrupted.last_path)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("with its own settings (2 epochs, 32 px, seed 0)" in i.value for i in at.info)
+    from pages.common import training_jobs
+    jobs = training_jobs()
+    jobs.wait(120)
+    assert jobs.state.status == "done", jobs.state.error
+    resumed = read_checkpoint(jobs.state.result.last_path)  # ...the run continues as it was
+    assert resumed["epoch"] == 2 and [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == interrupted.history[0]
+    assert (resumed["train_config"]["image_size"], resumed["train_config"]["schedule"]) == (
+        32, "onecycle")
 
 
 def test_stop_button_cancels_a_running_job(monkeypatch):

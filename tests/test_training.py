@@ -4,10 +4,11 @@ import os
 import pytest
 import torch
 
-from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
+from galaxy_core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from galaxy_core.config import TrainConfig
+from galaxy_core.data import DataError
 from galaxy_core.model import build_model
-from galaxy_core.training import fit
+from galaxy_core.training import fit, resumed_config
 
 
 def tiny_config(folder, out, **overrides):
@@ -43,6 +44,79 @@ def test_resume_continues_from_the_last_epoch(galaxy_folder, tmp_path):
     resumed = fit(tiny_config(galaxy_folder, tmp_path / "b", epochs=3, resume=first.last_path))
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert resumed.history[:2] == first.history
+
+
+def test_resume_refuses_another_recipe_split_or_length_before_decoding(galaxy_folder, tmp_path):
+    first = fit(tiny_config(galaxy_folder, tmp_path / "a", epochs=2, schedule="onecycle"))
+    refusals = {
+        "image_size: 32 -> 48": dict(image_size=48),
+        "seed: 0 -> 1": dict(seed=1),  # another seed is another split
+        "val_fraction: 0.25 -> 0.5": dict(val_fraction=0.5),
+        "epochs: 2 -> 3": dict(epochs=3),  # the one-cycle schedule was laid out over 2 epochs
+    }
+    for difference, change in refusals.items():
+        events = []
+        config = tiny_config(galaxy_folder, tmp_path / "b", **{
+            "epochs": 2, "schedule": "onecycle", "resume": first.last_path, **change})
+        with pytest.raises(CheckpointError, match=difference):
+            fit(config, on_event=events.append)
+        assert events == [] and not (tmp_path / "b").exists()
+    with pytest.raises(CheckpointError, match="no optimiser state"):
+        fit(tiny_config(galaxy_folder, tmp_path / "b", epochs=2, schedule="onecycle",
+                        resume=first.best_path))
+    # what may change: where it writes, where and in which arithmetic it computes
+    same = fit(tiny_config(galaxy_folder, tmp_path / "b", epochs=2, schedule="onecycle",
+                           resume=first.last_path, precision="bfloat16", workers=1))
+    assert same.history == first.history  # nothing left to train
+
+
+def test_resume_refuses_labels_that_split_the_galaxies_otherwise(galaxy_folder, tmp_path):
+    first = fit(tiny_config(galaxy_folder, tmp_path / "a", epochs=1))
+    labels = (tmp_path / "labels.csv").read_text().splitlines()
+    fewer = tmp_path / "fewer.csv"
+    fewer.write_text("\n".join(labels[:1] + labels[2:]) + "\n")  # one galaxy less: another split
+    with pytest.raises(DataError, match="other validation galaxies"):
+        fit(tiny_config(galaxy_folder, tmp_path / "b", epochs=2, labels=str(fewer),
+                        resume=first.last_path))
+    assert not (tmp_path / "b" / "last.pt").exists()
+
+
+def test_resume_auto_continues_an_interrupted_run_and_leaves_a_finished_one(galaxy_folder,
+                                                                             tmp_path):
+    out = tmp_path / "run"
+    epochs_seen = []
+    interrupted = fit(tiny_config(galaxy_folder, out, epochs=3, schedule="onecycle",
+                                  resume="auto"),
+                      on_event=lambda e: epochs_seen.append(e.epoch) if e.kind == "epoch" else None,
+                      should_stop=lambda: len(epochs_seen) >= 2)  # stops during epoch 3
+    assert interrupted.cancelled and [h["epoch"] for h in interrupted.history] == [1, 2]
+    finished = fit(tiny_config(galaxy_folder, out, epochs=3, schedule="onecycle",
+                               resume="auto"))
+    assert [h["epoch"] for h in finished.history] == [1, 2, 3]
+    assert finished.history[:2] == interrupted.history
+    written = os.path.getmtime(out / "last.pt")
+    again = fit(tiny_config(galaxy_folder, out, epochs=3, schedule="onecycle", resume="auto"))
+    assert again.history == finished.history and again.best_path == finished.best_path
+    assert os.path.getmtime(out / "last.pt") == written  # untouched
+    uninterrupted = fit(tiny_config(galaxy_folder, tmp_path / "straight", epochs=3,
+                                    schedule="onecycle"))
+    assert [h["val_rmse"] for h in finished.history] == pytest.approx(
+        [h["val_rmse"] for h in uninterrupted.history], abs=1e-6)
+    with pytest.raises(CheckpointError, match="epochs: 3 -> 4"):
+        fit(tiny_config(galaxy_folder, out, epochs=4, schedule="onecycle", resume="auto"))
+
+
+def test_a_resumed_fine_tuning_run_keeps_its_origin_and_recipe(galaxy_folder, tmp_path):
+    source = fit(tiny_config(galaxy_folder, tmp_path / "source", epochs=1))
+    tuned = fit(tiny_config(galaxy_folder, tmp_path / "tuned", epochs=1,
+                            init_from=source.last_path))
+    config = resumed_config(tuned.last_path, out=str(tmp_path / "more"), device="cpu")
+    assert (config.image_size, config.epochs, config.resume) == (32, 1, tuned.last_path)
+    longer = fit(TrainConfig(**{**config.__dict__, "epochs": 2}))  # constant lr: may grow
+    record = read_checkpoint(longer.last_path)["train_config"]
+    assert record["init_from"] == source.last_path and record["epochs"] == 2
+    with pytest.raises(ValueError, match="keeps its own image_size"):
+        resumed_config(tuned.last_path, image_size=64)
 
 
 def test_cancellation_stops_between_steps_and_keeps_saved_epochs(galaxy_folder, tmp_path):

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         finally:
             printer.close()
     if ctx.is_main and result.history:
-        curves = save_training_curves(result.history, os.path.join(config.out, "curves.png"))
+        curves = save_training_curves(result.history, os.path.join(result.out_dir, "curves.png"))
         log.info("curves: %s", curves)
     log.info("best checkpoint: %s", result.best_path or "none")
     return 1 if result.cancelled else 0

@@ -91,6 +91,7 @@ class TrainingJobs:
             elif event.kind == "start":
                 state.status, state.device = "training", event.metrics.get("device", "")
                 state.steps, state.epoch, state.step = event.steps, event.epoch + 1, 0
+                state.history = [dict(h) for h in event.metrics.get("history", [])]
                 train_started[0] = (time.time(), event.epoch)
             elif event.kind == "step":
                 state.epoch, state.step = event.epoch, event.step

@@ -320,7 +320,8 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                             + (" with bfloat16 autocast" if bfloat16 else ""),
                     metrics={"device": describe(device), "train_galaxies": len(data.train_table),
                              "val_galaxies": len(data.val_table),
-                             "baseline_val_rmse": baseline.get("rmse")},
+                             "baseline_val_rmse": baseline.get("rmse"),
+                             "history": list(history)},  # a resumed run's earlier epochs
                     elapsed_s=time.perf_counter() - started))
 
     cancelled = False

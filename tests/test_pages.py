@@ -311,6 +311,7 @@ def test_resuming_from_the_page_continues_the_run_with_its_own_settings(monkeypa
     resumed = read_checkpoint(jobs.state.result.last_path)  # ...the run continues as it was
     assert resumed["epoch"] == 2 and [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert resumed["history"][0] == interrupted.history[0]
+    assert [h["epoch"] for h in jobs.state.history] == [1, 2]  # the page charts the whole run
     assert (resumed["train_config"]["image_size"], resumed["train_config"]["schedule"]) == (
         32, "onecycle")
 

@@ -2,7 +2,8 @@
 
 A checkpoint holds the weights, the model config, the preprocessing, the answer columns that
 had training targets, metrics, history, epochs, a data description, library versions and a
-date. The seed's formats (``{"model_state_dict": ...}`` or a bare state dict, as in
+date. A run's ``last.pt`` also holds its optimiser and schedule, so the run can be resumed, and
+only as the same run (``read_run_to_resume``). The seed's formats (``{"model_state_dict": ...}`` or a bare state dict, as in
 ``best_model.pth``) load too, as a plain-head model with the seed's preprocessing.
 """
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torchvision
 
-from .config import ModelConfig, Preprocess
+from .config import ModelConfig, Preprocess, TrainConfig, field_defaults
 from .model import GalaxyNet, inference_copy
 from .schema import ANSWER_COLUMNS, NUM_ANSWERS, check_columns
 
@@ -201,3 +202,62 @@ def read_resume_state(path) -> dict:
     if raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: only checkpoints written by this project can be resumed")
     return raw
+
+
+# TrainConfig fields a resumed run may set anew: where files are read and written, where and in
+# which arithmetic it computes, and how the first run chose its starting weights (resuming loads
+# the checkpoint's). Every other field defines the run, so it must match the checkpoint's record.
+RESUME_MAY_CHANGE = frozenset({"out", "resume", "images", "labels", "device", "precision",
+                               "workers", "cache_dir", "init_from", "pretrained"})
+
+
+def recorded_config(state: dict) -> dict:
+    """The TrainConfig a checkpoint's run was trained with, as a dict; a field the record
+    predates counts as that field's default."""
+    return {**field_defaults(TrainConfig), **(state.get("train_config") or {})}
+
+
+def resume_differences(config: TrainConfig, state: dict) -> list[str]:
+    """How ``config`` differs from the run recorded in checkpoint ``state``, one
+    "field: recorded -> asked" line per field outside ``RESUME_MAY_CHANGE``. The epoch count may
+    grow only under a constant learning rate: a schedule is laid out over the run's length."""
+    recorded, asked = recorded_config(state), dataclasses.asdict(config)
+    may_change = RESUME_MAY_CHANGE | ({"epochs"} if config.schedule == "constant" else set())
+    return [f"{name}: {recorded.get(name)!r} -> {value!r}" for name, value in asked.items()
+            if name not in may_change and recorded.get(name) != value]
+
+
+def resume_path(config: TrainConfig) -> str:
+    """The checkpoint to resume from: ``config.resume``, where 'auto' means the run folder's own
+    ``last.pt`` when there is one (an interrupted run continues) and nothing otherwise."""
+    if config.resume != "auto":
+        return config.resume
+    last = os.path.join(config.out, "last.pt")
+    return last if os.path.isfile(last) else ""
+
+
+def resumed_config(path: str, **changes) -> TrainConfig:
+    """The config that continues the run whose ``last.pt`` is ``path``: the settings it
+    recorded, with ``changes`` only to fields in ``RESUME_MAY_CHANGE`` (the new output folder,
+    say)."""
+    refused = sorted(set(changes) - RESUME_MAY_CHANGE)
+    if refused:
+        raise ValueError(f"a resumed run keeps its own {', '.join(refused)}")
+    recorded = recorded_config(read_resume_state(path))
+    return TrainConfig(**{**recorded, **changes, "resume": path, "init_from": "",
+                          "pretrained": False})
+
+
+def read_run_to_resume(path: str, config: TrainConfig) -> dict:
+    """The checkpoint ``fit`` resumes from, refused (``CheckpointError``) unless it is a run's
+    ``last.pt`` and ``config`` asks for that same run."""
+    state = read_resume_state(path)
+    if not state.get("optimizer_state"):
+        raise CheckpointError(f"{path}: holds no optimiser state (a best.pt or an exported "
+                              f"model); resume from the run's last.pt")
+    differences = resume_differences(config, state)
+    if differences:
+        raise CheckpointError(f"{path}: was trained with other settings than this run asks "
+                              f"for ({'; '.join(differences)}); resume with its own settings, "
+                              f"or start a new run in another folder")
+    return state

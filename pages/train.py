@@ -8,13 +8,12 @@ import streamlit as st
 
 from galaxy_core import paths, registry
 from galaxy_core.access import PASSWORD_ENV, training_access
-from galaxy_core.checkpoint import CheckpointError
+from galaxy_core.checkpoint import CheckpointError, resumed_config
 from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, PRECISIONS, SCHEDULES,
                                 TrainConfig, field_defaults, field_help)
 from galaxy_core.device import bfloat16_warning, describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
-from galaxy_core.training import resumed_config
 from pages.common import active_model, training_jobs
 
 st.title("🛠️ Train a model")

@@ -4,11 +4,12 @@ import os
 import pytest
 import torch
 
-from galaxy_core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from galaxy_core.checkpoint import (CheckpointError, load_checkpoint, read_checkpoint,
+                                    resumed_config)
 from galaxy_core.config import TrainConfig
 from galaxy_core.data import DataError
 from galaxy_core.model import build_model
-from galaxy_core.training import fit, resumed_config
+from galaxy_core.training import fit
 
 
 def tiny_config(folder, out, **overrides):

@@ -3,8 +3,9 @@
 A checkpoint holds the weights, the model config, the preprocessing, the answer columns that
 had training targets, metrics, history, epochs, a data description, library versions and a
 date. A run's ``last.pt`` also holds its optimiser and schedule, so the run can be resumed, and
-only as the same run (``read_run_to_resume``). The seed's formats (``{"model_state_dict": ...}`` or a bare state dict, as in
-``best_model.pth``) load too, as a plain-head model with the seed's preprocessing.
+only as the same run (``read_run_to_resume``). The seed's formats (``{"model_state_dict": ...}``
+or a bare state dict, as in ``best_model.pth``) load too, as a plain-head model with the seed's
+preprocessing.
 """
 
 from __future__ import annotations

@@ -238,14 +238,12 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     if state is not None:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in state["state_dict"].items()})
-        if state.get("optimizer_state"):
-            optimizer.load_state_dict(state["optimizer_state"])
+        optimizer.load_state_dict(state["optimizer_state"])  # read_run_to_resume checked it
         if scheduler is not None and state.get("scheduler_state"):
             scheduler.load_state_dict(state["scheduler_state"])
         history = list(state.get("history", []))
         start_epoch = int(state.get("epoch", 0))
-        best_rmse = min([h["val_rmse"] for h in history if h.get("val_rmse") is not None]
-                        or [math.inf])
+        best_rmse = _best_val_rmse(history)
         best_metrics = state.get("metrics", {}).get("best", {})
         augment_generator.manual_seed(config.seed * 1000 + ctx.rank + 7919 * start_epoch)
         log.info("resumed from %s at epoch %d", resume_from, start_epoch)
@@ -347,15 +345,19 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                      best_metrics=best_metrics, cancelled=cancelled, device=describe(device))
 
 
+def _best_val_rmse(history: list) -> float:
+    """The lowest validation RMSE in a run's history (inf when it has none)."""
+    return min([h["val_rmse"] for h in history if h.get("val_rmse") is not None] or [math.inf])
+
+
 def _finished_run(path: str, state: dict, emit, started: float) -> FitResult:
     """What resuming a run that already holds all its epochs returns: that run, untouched."""
     epoch = int(state.get("epoch", 0))
     log.info("%s already holds all %d epochs: nothing left to train", path, epoch)
     folder = os.path.dirname(path)
     history = list(state.get("history", []))
-    scores = [h["val_rmse"] for h in history if h.get("val_rmse") is not None]
-    emit(TrainEvent("done", epoch=epoch, epochs=epoch,
-                    message="nothing left to train", metrics={"best_rmse": min(scores or [math.inf])},
+    emit(TrainEvent("done", epoch=epoch, epochs=epoch, message="nothing left to train",
+                    metrics={"best_rmse": _best_val_rmse(history)},
                     elapsed_s=time.perf_counter() - started))
     best = os.path.join(folder, "best.pt")
     return FitResult(out_dir=folder, best_path=best if os.path.exists(best) else "",

@@ -333,7 +333,11 @@ def test_model_card_learning_curve_section_extrapolates_only_a_falling_curve():
     text = "\n".join(_learning_curve_section(rows([0.100, 0.096, 0.094]), [split], 4000))
     assert "| 2400 | 0.0970 | 0.0960 (8) |" in text
     assert "at 4000 galaxies" in text and "would score about" in text
-    assert "no fit" not in text
+    assert "no fit" not in text and "assumes the gain" not in text
+    same = "\n".join(_learning_curve_section(rows([0.100, 0.096, 0.094]), [split], 4000, 85))
+    assert "assumes the gain" not in same
+    longer = "\n".join(_learning_curve_section(rows([0.100, 0.096, 0.094]), [split], 4000, 170))
+    assert "the curve's runs trained 85 epochs and this model 170" in longer
     flat = "\n".join(_learning_curve_section(rows([0.100, 0.094, 0.096]), [split], 4000))
     assert flat.count("no fit") == 2 and "would score" not in flat
     assert _learning_curve_section([{"name": "x", "epochs": 1, "best_val_rmse": 0.1}], [], 4000) == []

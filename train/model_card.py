@@ -127,9 +127,12 @@ def _variants_section(variants: list) -> list:
     return lines + [""]
 
 
-def _learning_curve_section(variants: list, splits: list, target_galaxies) -> list:
+def _learning_curve_section(variants: list, splits: list, target_galaxies,
+                            target_epochs=None) -> list:
     """Variants rows that carry ``learning_curve`` (a label shared by the runs of one curve) and
-    ``train_galaxies``: the recipe on growing shares of one split's training galaxies."""
+    ``train_galaxies``: the recipe on growing shares of one split's training galaxies.
+    ``target_epochs``: the shipped model's, so that a curve measured at another schedule
+    length says that its extrapolation assumes the data gain carries over."""
     curves = {}
     for v in variants:
         if v.get("learning_curve") and v.get("train_galaxies"):
@@ -168,6 +171,12 @@ def _learning_curve_section(variants: list, splits: list, target_galaxies) -> li
                 text += (f". Applied to the recipe's mean over the held-out splits "
                          f"({mean_tta:.4f}), the shipped model would score about "
                          f"{mean_tta - (at_largest - at_target):.4f} with TTA")
+                curve_epochs = sorted({v.get("epochs") for v in rows} - {None})
+                if target_epochs and curve_epochs and curve_epochs != [target_epochs]:
+                    text += (f" (the curve's runs trained "
+                             f"{'/'.join(str(e) for e in curve_epochs)} epochs and this model "
+                             f"{target_epochs}: that assumes the gain from more data carries "
+                             f"over to the other schedule)")
             lines.append(text + ".")
         lines.append("")
     return lines
@@ -234,7 +243,8 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         "",
         *_accuracy_section(splits, own),
         *_variants_section(variants),
-        *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies")),
+        *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies"),
+                                 train_config.get("epochs")),
         "## Limits",
         f"- Trained on {data.get('train_galaxies')} SDSS galaxies in Kaggle-style 424 px "
         f"cut-outs; other surveys, framings, colour stretches or processed images are out of "

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import io
-import json
 import os
 import platform
 import resource
@@ -28,11 +26,12 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from galaxy_core import augment, paths
+from galaxy_core import paths
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.config import TrainConfig
 from galaxy_core.data import list_images
 from galaxy_core.explain import compute_cam
+from galaxy_core.files import write_json
 from galaxy_core.images import normalize, prepare_for_model
 from galaxy_core.metrics import masked_mse
 from galaxy_core.predict import predict_files, predict_image
@@ -306,13 +305,11 @@ def main(argv=None) -> int:
     for name, value in raw.items():
         print(f"  {name:44s} {value:10.4f}")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as handle:
-            json.dump({"machine": machine, "ratios": results, "context": context, "absolute": raw,
-                       "inference_choices": {k: {"images_per_s": r, "max_abs_change": d}
-                                             for k, (r, d) in choices.items()},
-                       "targets": {k: f"{op} {t}" for k, (op, t) in TARGETS.items()}},
-                      handle, indent=1)
+        write_json(args.json, {"machine": machine, "ratios": results, "context": context,
+                               "absolute": raw,
+                               "inference_choices": {k: {"images_per_s": r, "max_abs_change": d}
+                                                     for k, (r, d) in choices.items()},
+                               "targets": {k: f"{op} {t}" for k, (op, t) in TARGETS.items()}})
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

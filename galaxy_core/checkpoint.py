@@ -17,7 +17,6 @@ import os
 import pickle
 import platform
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ import torch
 import torchvision
 
 from .config import ModelConfig, Preprocess, TrainConfig, field_defaults
+from .files import replacing
 from .model import GalaxyNet, inference_copy
 from .schema import ANSWER_COLUMNS, NUM_ANSWERS, check_columns
 
@@ -67,20 +67,12 @@ class LoadedModel:
 
 
 def atomic_save(obj, path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    """``torch.save`` to a temporary file beside ``path`` (synced to disk), then rename over it."""
+    with replacing(path, ".pt") as tmp:
+        with open(tmp, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def half_precision_state(state: dict) -> dict:

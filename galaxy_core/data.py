@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .config import Preprocess
+from .files import replacing
 from .images import ImageError, prepare, prepare_for_model, normalize
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
 
@@ -234,8 +235,6 @@ def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
         if on_progress is not None:
             on_progress(done, len(paths))
     if cache_file:
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp.npy"
-        np.save(tmp, out.numpy())
-        os.replace(tmp, cache_file)
+        with replacing(cache_file, ".npy") as tmp:
+            np.save(tmp, out.numpy())
     return out

@@ -26,6 +26,7 @@ from . import augment
 from .checkpoint import LoadedModel
 from .config import PRECISIONS
 from .data import DecodeJob, collate_decoded
+from .files import replacing
 from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
@@ -144,11 +145,8 @@ def write_submission_csv(frame: pd.DataFrame, path, blank_columns=()) -> str:
     out = frame.copy()
     for column in blank_columns:
         out[column] = np.nan
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp"
-    out.to_csv(tmp, index=False, float_format="%.6f")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        out.to_csv(tmp, index=False, float_format="%.6f")
     return path
 
 

@@ -9,6 +9,7 @@ import os
 from . import paths
 from .checkpoint import LoadedModel, load_checkpoint
 from .evaluate import mean_over_splits
+from .files import write_json
 from .schema import QUESTIONS
 
 ACTIVE_FILE = "active_model.json"
@@ -42,10 +43,7 @@ def set_active_model(path: str, runs_dir: str | None = None) -> LoadedModel:
     runs_dir = runs_dir or paths.RUNS_DIR
     os.makedirs(runs_dir, exist_ok=True)
     target = os.path.join(runs_dir, ACTIVE_FILE)
-    tmp = f"{target}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump({"path": os.path.abspath(path)}, handle)
-    os.replace(tmp, target)
+    write_json(target, {"path": os.path.abspath(path)}, indent=None)
     return loaded
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from .data import (DataError, check_images_exist, decode_images, image_path, rea
 from .device import bfloat16_warning, describe, select_device
 from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_across,
                           shard_order, split_evenly, sync_buffers)
+from .files import write_json
 from .images import normalize_float
 from .metrics import masked_mse, rmse_report
 from .model import build_model
@@ -331,7 +331,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
             atomic_save(checkpoint(True), last_path)
             if improved:
                 atomic_save(checkpoint(False), best_path)
-            _write_json(os.path.join(config.out, "history.json"), history)
+            write_json(os.path.join(config.out, "history.json"), history)
         emit(TrainEvent("epoch", epoch=epoch + 1, epochs=config.epochs, steps=steps_per_epoch,
                         metrics={**record, "improved": improved, "best_rmse": best_rmse},
                         elapsed_s=time.perf_counter() - started))
@@ -368,10 +368,3 @@ def _finished_run(path: str, state: dict, emit, started: float) -> FitResult:
 
 def ids_digest(ids) -> str:
     return hashlib.sha256(",".join(str(int(g)) for g in ids).encode()).hexdigest()[:16]
-
-
-def _write_json(path, obj) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=1)
-    os.replace(tmp, path)

@@ -125,6 +125,14 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     assert state["backbone.layer4.1.conv2.weight"].dtype == torch.float16
     assert state["backbone.fc.3.weight"].dtype == torch.float32  # the head stays exact
 
+    # an export whose predictions move too far is refused and leaves the old file as it was
+    before = exported.read_bytes()
+    done = run("train.export", "--checkpoint", str(trained / "best.pt"), "--out", str(exported),
+               "--half", "--tolerance", "0", "--check-images", galaxy_folder["images"])
+    assert done.returncode != 0 and "export changes predictions by" in done.stderr
+    assert exported.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped.pt"]
+
     report = tmp_path / "eval.json"
     run("train.evaluate", "--checkpoint", str(exported), "--images", galaxy_folder["images"],
         "--labels", galaxy_folder["labels"], "--split", "val", "--json", str(report),

@@ -71,7 +71,7 @@ def test_sidebar_shows_the_active_model_and_what_it_did_not_learn():
 
 
 def test_model_card_reports_the_recipes_heldout_accuracy_for_the_shipped_model():
-    from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
+    from galaxy_core.checkpoint import load_checkpoint
     from galaxy_core.evaluate import mean_over_splits
     splits = load_checkpoint(paths.DEFAULT_MODEL).meta["recipe_validation"]["splits"]
     at = app("pages/model_card.py")
@@ -96,7 +96,7 @@ def test_classify_an_upload_shows_verdict_and_37_probabilities():
 
 
 def test_classify_averages_rotations_by_default_and_can_switch_it_off():
-    from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
+    from galaxy_core.checkpoint import load_checkpoint
     from galaxy_core.predict import predict_image
     loaded = load_checkpoint(paths.DEFAULT_MODEL)
     sample = sorted(os.listdir(paths.SAMPLE_IMAGES))[0]

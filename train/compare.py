@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import time
 
 from galaxy_core.config import TrainConfig
+from galaxy_core.files import write_json
 from galaxy_core.training import fit
 from train.common import run_cli, setup_logging
 
@@ -56,9 +56,7 @@ def main(argv=None) -> int:
                         "best_val_rmse": best, "minutes": (time.perf_counter() - started) / 60,
                         "config": dataclasses.asdict(config)})
         log.info("%-70s best val RMSE %.4f", name, best)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "variants.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
+    write_json(os.path.join(args.out, "variants.json"), results)
     return 0
 
 

@@ -9,7 +9,6 @@ labels file lacks, or leaves empty, are left out. A constant-prediction baseline
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 
@@ -17,6 +16,7 @@ from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.device import select_device
 from galaxy_core.evaluate import evaluate, mean_baseline, report_table, training_split
+from galaxy_core.files import write_json
 from galaxy_core.training import column_means
 from galaxy_core.plots import save_pred_vs_true, save_question_rmse_chart
 from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
@@ -62,12 +62,10 @@ def main(argv=None) -> int:
         print(f"note: the model was never trained on "
               f"{', '.join(result.report['untrained_columns_with_targets'])}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"model": result.report, "mean_baseline": baseline,
-                       "checkpoint": loaded.path, "split": args.split,
-                       "epoch": loaded.meta.get("epoch"),
-                       "train_config": loaded.meta.get("train_config") or {}},
-                      handle, indent=1)
+        write_json(args.json, {"model": result.report, "mean_baseline": baseline,
+                               "checkpoint": loaded.path, "split": args.split,
+                               "epoch": loaded.meta.get("epoch"),
+                               "train_config": loaded.meta.get("train_config") or {}})
         log.info("wrote %s", args.json)
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)

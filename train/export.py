@@ -25,6 +25,7 @@ from galaxy_core.checkpoint import (atomic_save, half_precision_state, load_chec
                                    read_checkpoint)
 from galaxy_core.data import DataError, list_images
 from galaxy_core.evaluate import heldout_split, recipe_differences
+from galaxy_core.files import replacing
 from galaxy_core.predict import predict_files
 from train.common import read_json, run_cli, setup_logging
 
@@ -88,9 +89,8 @@ def main(argv=None) -> int:
     if args.half:
         raw["state_dict"] = half_precision_state(raw["state_dict"])
     raw["exported_from"] = os.path.basename(os.path.dirname(os.path.abspath(args.checkpoint)))
-    tmp = f"{args.out}.candidate.pt"
-    atomic_save(raw, tmp)
-    try:
+    with replacing(args.out, ".pt") as tmp:  # replaces the old file only if the check passes
+        atomic_save(raw, tmp)
         exported = load_checkpoint(tmp)
         images = list_images(args.check_images)
         before = predict_files(original, images, workers=0).frame.iloc[:, 1:].to_numpy()
@@ -99,10 +99,6 @@ def main(argv=None) -> int:
         log.info("largest prediction change on %d check images: %.2e", len(images), worst)
         if worst >= args.tolerance:
             raise ValueError(f"export changes predictions by {worst:.2e} >= {args.tolerance}")
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     log.info("wrote %s (%.1f MB)", args.out, os.path.getsize(args.out) / 1e6)
     return 0
 

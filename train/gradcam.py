@@ -17,6 +17,7 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import image_path
 from galaxy_core.device import select_device
 from galaxy_core.explain import LAYERS, METHODS, explain_image, heatmap_image, overlay
+from galaxy_core.files import replacing
 from galaxy_core.images import display_crop
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from train.common import checkpoint_or_default, run_cli, setup_logging
@@ -58,8 +59,8 @@ def main(argv=None) -> int:
     if args.side_by_side:
         picture = np.concatenate([shown, heatmap_image(result.heatmap, shown.shape[0]), picture],
                                  axis=1)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    Image.fromarray(picture).save(args.out)
+    with replacing(args.out, os.path.splitext(args.out)[1]) as tmp:  # PIL goes by the extension
+        Image.fromarray(picture).save(tmp)
     trained = "" if result.answer_column in loaded.trained_columns else " (NOT learned)"
     log.info("%s for %s%s: predicted %.3f; wrote %s", result.method, answer_name(
         result.answer_column), trained, result.probability, args.out)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_core.data import image_path, read_labels, split_train_val
+from galaxy_core.files import replacing
 from galaxy_core.schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, QUESTION_OF_COLUMN
 from train.common import run_cli, setup_logging
 
@@ -63,14 +64,15 @@ def main(argv=None) -> int:
     _, val = split_train_val(table, args.val_fraction, args.seed)
     chosen = sorted(pick(val.targets, args.count), key=lambda i: val.galaxy_ids[i])
     images_out = os.path.join(args.out, "images")
-    os.makedirs(images_out, exist_ok=True)
     for i in chosen:
         source = image_path(args.images, val.galaxy_ids[i])
-        shutil.copyfile(source, os.path.join(images_out, os.path.basename(source)))
+        with replacing(os.path.join(images_out, os.path.basename(source))) as tmp:
+            shutil.copyfile(source, tmp)
     frame = pd.DataFrame(val.targets[chosen][:, [COLUMN_INDEX[c] for c in table.columns]],
                          columns=list(table.columns))
     frame.insert(0, ID_COLUMN, val.galaxy_ids[chosen])
-    frame.to_csv(os.path.join(args.out, "labels.csv"), index=False, float_format="%.6g")
+    with replacing(os.path.join(args.out, "labels.csv")) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
     log.info("wrote %d validation galaxies to %s", len(chosen), args.out)
     return 0
 

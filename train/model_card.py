@@ -19,6 +19,7 @@ from galaxy_core.augment import AUGMENT_DESCRIPTIONS, TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import DataError
 from galaxy_core.evaluate import heldout_split, learning_curve_fit, mean_over_splits
+from galaxy_core.files import write_text
 from galaxy_core.schema import QUESTIONS, answer_name
 from train.common import read_json, run_cli, setup_logging
 
@@ -292,10 +293,7 @@ def main(argv=None) -> int:
                             f"--evaluation, or export it with --heldout")
     variants = read_json(args.variants) if args.variants else []
     text = render(loaded, splits, bool(args.evaluation), variants, args.command, args.hardware)
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, args.out)
+    write_text(args.out, text)
     log.info("wrote %s", args.out)
     return 0
 

@@ -28,6 +28,7 @@ import time
 from galaxy_core.checkpoint import CheckpointError, read_checkpoint
 from galaxy_core.config import TrainConfig, add_dataclass_flags, from_namespace
 from galaxy_core.device import describe, select_device
+from galaxy_core.files import write_json
 from train.common import read_json, run_cli, setup_logging
 
 log = logging.getLogger("sweep")
@@ -234,9 +235,7 @@ def main(argv=None) -> int:
         log.info("%-24s val RMSE %s, with TTA %s", name, plain and f"{plain['rmse']:.4f}",
                  tta and f"{tta['rmse']:.4f}")
     path = os.path.join(args.out, "variants.json")
-    with open(f"{path}.tmp", "w") as handle:
-        json.dump(rows, handle, indent=1)
-    os.replace(f"{path}.tmp", path)
+    write_json(path, rows)
     log.info("wrote %s", path)
     return 0 if all(code == 0 for code in codes.values()) else 1
 

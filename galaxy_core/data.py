@@ -98,10 +98,12 @@ def image_path(images_dir, galaxy_id) -> str:
 
 
 def list_images(folder) -> list[str]:
-    """Image files in ``folder`` (not recursive), sorted by name."""
+    """Image files in ``folder`` (not recursive), sorted by name. Hidden files are skipped: a
+    file being written (``galaxy_core.files``) or macOS's ``._name.jpg`` metadata is no image."""
     if not os.path.isdir(folder):
         raise DataError(f"image folder not found: {folder}")
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+    names = sorted(n for n in os.listdir(folder)
+                   if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
     return [os.path.join(folder, n) for n in names]
 
 

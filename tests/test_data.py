@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,3 +119,10 @@ def test_decode_names_an_unreadable_image(galaxy_folder):
     paths = [str(galaxy_folder["root"] / "images" / f"{g}.jpg") for g in galaxy_folder["ids"]]
     with pytest.raises(DataError, match="100002.jpg"):
         decode_images(paths, 32, 1.0, workers=0)
+
+
+def test_list_images_skips_hidden_files_and_other_types(tmp_path):
+    from galaxy_core.data import list_images
+    for name in ("2.jpg", "1.PNG", "._2.jpg", ".2.jpg.0a1b.tmp.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [os.path.basename(p) for p in list_images(tmp_path)] == ["1.PNG", "2.jpg"]

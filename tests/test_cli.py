@@ -304,6 +304,16 @@ def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, 
     assert [r["train_galaxies"] for r in rows] == [13, 13] and "learning_curve" not in rows[0]
     assert (out / "runs" / "all" / "last.pt").is_file()  # trained, not scored (nothing held out)
 
+    # --epochs with --budget-s: the budget is a hard stop; what ran is scored, marked as stopped
+    done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", str(tmp_path / "cut"), "--common", common,
+               "--variant", "s0=--seed 0", "--epochs", "100000", "--budget-s", "15",
+               "--learning-curve", "a curve")
+    assert done.returncode == 1 and "time budget spent" in done.stderr, done.stderr[-3000:]
+    [row] = json.load(open(tmp_path / "cut" / "variants.json"))
+    assert row["name"] == f"s0 (stopped at epoch {row['epochs']} of 100000)" and row["epochs"] >= 1
+    assert 0 < row["best_val_rmse"] < 1 and "learning_curve" not in row
+
     for variant, message in (("bad=--image-sise 32", "unknown flag"),
                              ("bad=--epochs 3", "set by the sweep"),
                              ("bad=--head round", "invalid choice"),
@@ -313,6 +323,9 @@ def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, 
                    "--epochs", "1")
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert not (tmp_path / "x" / "runs").exists()  # refused before anything ran
+    done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", str(tmp_path / "x"), "--variant", "s0=--seed 0")
+    assert done.returncode == 2 and "give --epochs, --budget-s or both" in done.stderr
 
 
 def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):

@@ -4,11 +4,14 @@ each on the galaxies its split held out: the tool behind the model card's GPU ro
     python -m train.sweep --images DIR --labels CSV --out runs/sweep \\
         --common "--crop-fraction 0.5 --augment full --head tree --schedule onecycle" \\
         --variant s0_128="--image-size 128 --seed 0" --variant s1_128="--image-size 128 --seed 1" \\
-        --variant all_128="--image-size 128 --val-fraction 0" [--epochs 85 | --budget-s 400]
+        --variant all_128="--image-size 128 --val-fraction 0" [--epochs 85] [--budget-s 400]
 
 Each variant is a `python -m train.train` process with the common flags, then its own. With
---budget-s, every variant first trains 3 epochs at once (a probe), and all then get the same
-epoch count that fits the budget at the slowest one's pace. Runs with a validation split are
+--budget-s alone, every variant first trains 3 epochs at once (a probe), and all then get the
+same epoch count that fits the budget at the slowest one's pace. With --epochs and --budget-s,
+the budget is a hard stop: a run still going then is stopped, scored as it is and named as
+stopped (never a learning-curve point), so a time-limited machine still returns what finished.
+Runs with a validation split are
 then scored with `train.evaluate --split val` (and --tta). Writes <out>/variants.json: one row
 per scored run in the model card's variants format, plus every run's folder.
 """
@@ -178,10 +181,11 @@ def main(argv=None) -> int:
     parser.add_argument("--common", default="", help="train.train flags shared by all variants")
     parser.add_argument("--variant", action="append", required=True, metavar='NAME="FLAGS"',
                         help="one variant: its name and its own train.train flags")
-    how_long = parser.add_mutually_exclusive_group(required=True)
-    how_long.add_argument("--epochs", type=int, help="epochs for every variant")
-    how_long.add_argument("--budget-s", type=float,
-                          help="seconds for probing and training; epochs are chosen to fit")
+    parser.add_argument("--epochs", type=int, help="epochs for every variant")
+    parser.add_argument("--budget-s", type=float,
+                        help="seconds for probing and training; epochs are chosen to fit. With "
+                             "--epochs, a hard limit instead (a GPU lease, say): runs still "
+                             "going then are stopped, and scored as they are, marked stopped")
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--threads-per-run", type=int, default=2, help="CPU threads per run")
     parser.add_argument("--hardware", default="", help="described in variants.json "
@@ -191,6 +195,8 @@ def main(argv=None) -> int:
                              "that differ only in --train-fraction); the model card plots it "
                              "and extrapolates to the all-data model")
     args = parser.parse_args(argv)
+    if args.epochs is None and args.budget_s is None:
+        parser.error("give --epochs, --budget-s or both")
     setup_logging()
     started = time.time()
     variants = dict(parse_variant(v) for v in args.variant)
@@ -223,14 +229,17 @@ def main(argv=None) -> int:
         if config.val_fraction == 0 or not os.path.exists(os.path.join(run, "best.pt")):
             continue
         plain, tta = sweep.evaluate(name, False), sweep.evaluate(name, True)
-        rows.append({"name": name, "epochs": len(history), "split_seed": config.seed,
+        finished = len(history) >= epochs
+        rows.append({"name": name if finished else
+                     f"{name} (stopped at epoch {len(history)} of {epochs})",
+                     "epochs": len(history), "split_seed": config.seed,
                      "best_val_rmse": plain and plain["rmse"], "tta_rmse": tta and tta["rmse"],
                      "tta_views": tta and tta.get("tta_views"),
                      "hardware": f"{hardware} ({len(variants)} runs sharing it)",
                      "minutes": sum(h.get("epoch_s", 0) for h in history) / 60,
                      "train_galaxies": training_galaxies(run),
                      "config": dataclasses.asdict(config)})
-        if args.learning_curve:
+        if args.learning_curve and finished:  # a stopped run is not the recipe's point
             rows[-1]["learning_curve"] = args.learning_curve
         log.info("%-24s val RMSE %s, with TTA %s", name, plain and f"{plain['rmse']:.4f}",
                  tta and f"{tta['rmse']:.4f}")

@@ -40,10 +40,8 @@ def active_model_path(runs_dir: str | None = None) -> str:
 def set_active_model(path: str, runs_dir: str | None = None) -> LoadedModel:
     """Check that ``path`` loads, then record it as the app's active model (atomically)."""
     loaded = load_checkpoint(path)  # raises CheckpointError before anything is written
-    runs_dir = runs_dir or paths.RUNS_DIR
-    os.makedirs(runs_dir, exist_ok=True)
-    target = os.path.join(runs_dir, ACTIVE_FILE)
-    write_json(target, {"path": os.path.abspath(path)}, indent=None)
+    target = os.path.join(runs_dir or paths.RUNS_DIR, ACTIVE_FILE)
+    write_json(target, {"path": os.path.abspath(path)}, indent=None)  # creates the folder
     return loaded
 
 

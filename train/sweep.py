@@ -11,9 +11,9 @@ Each variant is a `python -m train.train` process with the common flags, then it
 same epoch count that fits the budget at the slowest one's pace. With --epochs and --budget-s,
 the budget is a hard stop: a run still going then is stopped, scored as it is and named as
 stopped (never a learning-curve point), so a time-limited machine still returns what finished.
-Runs with a validation split are
-then scored with `train.evaluate --split val` (and --tta). Writes <out>/variants.json: one row
-per scored run in the model card's variants format, plus every run's folder.
+Runs with a validation split are then scored with `train.evaluate --split val` (and --tta).
+Writes <out>/variants.json: one row per scored run in the model card's variants format, plus
+every run's folder.
 """
 
 from __future__ import annotations

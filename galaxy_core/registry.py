@@ -77,8 +77,11 @@ def describe_model(loaded: LoadedModel) -> dict:
     if val.get("rmse") is not None:
         accuracy = f"validation RMSE **{val['rmse']:.4f}**"
     elif heldout:
-        accuracy = (f"held-out RMSE **{heldout['model']['rmse']:.4f}** (its recipe trained on "
-                    f"{len(splits)} other splits, each scored on the galaxies it held out)")
+        tta = heldout["model_tta"]["rmse"]
+        views = f", **{tta:.4f}** averaged over 8 views" if tta is not None else ""
+        accuracy = (f"held-out RMSE **{heldout['model']['rmse']:.4f}** one view{views} (its "
+                    f"recipe trained on {len(splits)} other splits, each scored on the galaxies "
+                    f"it held out)")
     else:
         accuracy = "no held-out accuracy (no validation galaxies)"
     return {

@@ -97,7 +97,7 @@ with table_col:
                 "learned": bool(loaded and answer.column in loaded.trained_columns),
             })
         st.markdown(f"**Q{question.number} {question.topic}** — {question.text}")
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", placeholder="—")
 if loaded is not None and describe_model(loaded)["trained_on_all"]:
     st.caption("The active model was trained on every galaxy of its labels file (for the "
                "shipped model: all 4000 of the shared sample, the 40 shipped samples included), "

@@ -19,33 +19,43 @@ st.subheader(f"Active model: {registry.model_label(loaded.path)}")
 heldout = info["heldout"]
 own = info["val_rmse"] is not None
 best = ((loaded.meta.get("metrics") or {}).get("best") or {})
-left, middle, right = st.columns(3)
 if own or not heldout:
+    left, middle, right = st.columns(3)
     left.metric("Validation RMSE", f"{info['val_rmse']:.4f}" if own else "n/a")
     middle.metric("Mean-prediction baseline", f"{info['baseline_rmse']:.4f}"
                   if info["baseline_rmse"] else "n/a")
-    per_question = (best.get("val") or {}).get("per_question") or {}
+    columns = {"validation RMSE": (best.get("val") or {}).get("per_question") or {}}
     baseline = (best.get("baseline_val") or {}).get("per_question") or {}
 else:
+    left, views, middle, right = st.columns(4)
     left.metric(f"Held-out RMSE (recipe, {heldout['splits']} splits)",
                 f"{heldout['model']['rmse']:.4f}",
                 help="This model was trained on every labelled galaxy, so none are left to test "
                      "it on. The same recipe trained on other splits scored this on the "
-                     "galaxies each one held out (mean over splits).")
+                     "galaxies each one held out (mean over splits), one view per galaxy.")
+    columns = {"held-out RMSE": heldout["model"]["per_question"]}
+    tta = heldout["model_tta"]["rmse"]
+    views.metric("Averaged over 8 views", "n/a" if tta is None else f"{tta:.4f}",
+                 help="The same held-out galaxies, predictions averaged over the 8 flips and "
+                      "right-angle rotations: what the Classify page and `train.predict` do by "
+                      "default (n/a: the checkpoint carries no such evaluation).")
+    if tta is not None:
+        columns["held-out RMSE, 8 views"] = heldout["model_tta"]["per_question"]
     middle.metric("Mean-prediction baseline", f"{heldout['mean_baseline']['rmse']:.4f}")
-    per_question = heldout["model"]["per_question"]
     baseline = heldout["mean_baseline"]["per_question"]
-right.metric("Input", f"{info['image_size']} px, centre {info['crop_fraction']:.0%}")
+right.metric(f"Input (centre {info['crop_fraction']:.0%} of the frame)", f"{info['image_size']} px")
 st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; epoch "
            f"{info['epoch']}. Accuracy: {info['accuracy']}.")
 
-if per_question:
+if any(columns.values()):
+    scores = {**columns, "mean baseline": baseline}
     st.dataframe(pd.DataFrame([{
         "question": f"Q{q.number} {q.topic}",
-        "validation RMSE" if own else "held-out RMSE": per_question.get(f"Q{q.number}"),
-        "mean baseline": baseline.get(f"Q{q.number}"),
+        **{name: values.get(f"Q{q.number}") for name, values in scores.items()},
         "learned": f"Q{q.number} {q.topic}" in info["learned_questions"],
-    } for q in QUESTIONS]), hide_index=True, width="stretch")
+    } for q in QUESTIONS]), hide_index=True, width="stretch", placeholder="—",
+        column_config={name: st.column_config.NumberColumn(format="%.4f") for name in scores})
+    st.caption("— : no targets for that question in the labels, so nothing to score.")
 
 if os.path.abspath(loaded.path) == os.path.abspath(paths.DEFAULT_MODEL) and \
         os.path.isfile(paths.MODEL_CARD):

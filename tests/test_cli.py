@@ -187,6 +187,7 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     info = describe_model(loaded)
     assert info["val_rmse"] is None and info["heldout"]["model"]["rmse"] == pytest.approx(rmse)
     assert "held-out RMSE" in info["accuracy"] and "none held out" in info["data"]
+    assert f"**{tta:.4f}** averaged over 8 views" in info["accuracy"]
 
     card = tmp_path / "card.md"
     done = run("train.model_card", "--checkpoint", str(shipped), "--out", str(card))

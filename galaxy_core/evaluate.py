@@ -13,7 +13,7 @@ from .data import (DataError, LabelTable, check_images_exist, image_path, read_l
                    select_subset, split_train_val)
 from .metrics import rmse_report
 from .predict import predict_files
-from .schema import ANSWER_COLUMNS, QUESTIONS, answer_name
+from .schema import ANSWER_COLUMNS, COLUMN_INDEX, QUESTIONS, answer_name
 from .training import column_means, ids_digest
 
 
@@ -58,9 +58,18 @@ def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
     report["tta"] = tta
     report["tta_views"] = augment.TTA_VIEWS if tta else 1
     report["evaluated_columns"] = list(table.columns)
-    report["untrained_columns_with_targets"] = [c for c in table.columns
-                                                if c not in loaded.trained_columns]
+    untrained = [c for c in table.columns if c not in loaded.trained_columns]
+    report["untrained_columns_with_targets"] = untrained
+    if untrained:  # e.g. the shipped model (17 answers) scored on full Kaggle labels (37)
+        report["learned_answers"] = rmse_report(preds, without_columns(table.targets, untrained))
     return Evaluation(report, preds, table.targets, table.galaxy_ids)
+
+
+def without_columns(targets: np.ndarray, columns) -> np.ndarray:
+    """(N, 37) targets with ``columns`` made unknown (NaN), so no score counts them."""
+    kept = np.array(targets, dtype=np.float64)
+    kept[:, [COLUMN_INDEX[c] for c in columns]] = np.nan
+    return kept
 
 
 def report_table(report: dict, baseline: dict | None = None) -> str:
@@ -73,7 +82,15 @@ def report_table(report: dict, baseline: dict | None = None) -> str:
             text += f" {base:14.4f}"
         return text
 
-    lines.append(row("overall", report["rmse"], baseline and baseline["rmse"]))
+    learned = report.get("learned_answers")
+    if learned is None:
+        lines.append(row("overall", report["rmse"], baseline and baseline["rmse"]))
+    else:  # the headline is what the model learned; the never-learned answers only add noise
+        answers = sum(v is not None for v in learned["per_answer"].values())
+        lines.append(row(f"overall, the {answers} learned answers", learned["rmse"],
+                         baseline and baseline["learned_answers"]["rmse"]))
+        lines.append(row(f"overall, all {len(report['evaluated_columns'])} with targets",
+                         report["rmse"], baseline and baseline["rmse"]))
     for q in QUESTIONS:
         key = f"Q{q.number}"
         if report["per_question"][key] is None:
@@ -89,7 +106,13 @@ def report_table(report: dict, baseline: dict | None = None) -> str:
 def mean_baseline(evaluation: Evaluation, train_means: np.ndarray | None = None) -> dict:
     """RMSE of a constant prediction (default: this set's own mean, an optimistic baseline)."""
     means = column_means(evaluation.targets) if train_means is None else np.asarray(train_means)
-    return rmse_report(np.broadcast_to(means, evaluation.targets.shape), evaluation.targets)
+    constant = np.broadcast_to(means, evaluation.targets.shape)
+    report = rmse_report(constant, evaluation.targets)
+    untrained = evaluation.report.get("untrained_columns_with_targets") or []
+    if untrained:
+        report["learned_answers"] = rmse_report(
+            constant, without_columns(evaluation.targets, untrained))
+    return report
 
 
 # A model trained on every labelled galaxy has no validation split of its own. Its accuracy is

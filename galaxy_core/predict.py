@@ -118,6 +118,8 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names)
     pin = loaded.device.type == "cuda"
     rows, ids, kept, errors, done = [], [], [], [], 0
+    if on_progress is not None and sources:
+        on_progress(0, len(sources))  # a progress bar's clock starts before the first batch
     for images, index, failures in decoded_batches(job, batch_size, workers):
         if pin:
             images = images.pin_memory()

@@ -1,9 +1,13 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
-from galaxy_core.evaluate import evaluate, report_table
+from galaxy_core.data import read_labels
+from galaxy_core.evaluate import evaluate, report_table, without_columns
 from galaxy_core.metrics import rmse_report
-from galaxy_core.schema import COLUMN_INDEX
+from galaxy_core.schema import ANSWER_COLUMNS, COLUMN_INDEX
+from tests.conftest import make_loaded
 
 
 def test_rmse_by_hand():
@@ -28,6 +32,33 @@ def test_evaluate_a_model_on_a_folder(galaxy_folder, loaded):
     assert result.report["rmse"] == pytest.approx(expected, rel=1e-5)
     text = report_table(result.report)
     assert "overall" in text and "Q11 number of arms" in text
+
+
+def test_labels_with_answers_the_model_never_learned_are_scored_apart(galaxy_folder):
+    # the shipped model learned 17 answers; full Kaggle labels have all 37: the headline must
+    # be the score over what the model learned, the all-columns score next to it
+    from galaxy_core.evaluate import mean_baseline
+    learned = ANSWER_COLUMNS[:17]
+    model = make_loaded(head="tree", trained=learned)
+    result = evaluate(model, galaxy_folder["images"], galaxy_folder["labels"], workers=0)
+    targets = galaxy_folder["targets"]
+    assert result.report["untrained_columns_with_targets"] == list(ANSWER_COLUMNS[17:])
+    assert result.report["rmse"] == pytest.approx(
+        np.sqrt(np.mean((result.preds - targets) ** 2)), rel=1e-5)
+    assert result.report["learned_answers"]["rmse"] == pytest.approx(
+        np.sqrt(np.mean((result.preds[:, :17] - targets[:, :17]) ** 2)), rel=1e-5)
+    baseline = mean_baseline(result)
+    assert baseline["learned_answers"]["rmse"] == pytest.approx(
+        np.sqrt(np.mean((targets[:, :17] - targets[:, :17].mean(axis=0)) ** 2)), rel=1e-5)
+    text = report_table(result.report, baseline)
+    assert "overall, the 17 learned answers" in text and "overall, all 37 with targets" in text
+    # labels of only the learned answers: one overall row, the same number
+    only = evaluate(model, galaxy_folder["images"], galaxy_folder["labels"], workers=0,
+                    table=dataclasses.replace(read_labels(galaxy_folder["labels"]),
+                                              targets=without_columns(targets, ANSWER_COLUMNS[17:]),
+                                              columns=tuple(learned)))
+    assert "learned_answers" not in only.report
+    assert only.report["rmse"] == pytest.approx(result.report["learned_answers"]["rmse"])
 
 
 def test_mean_over_splits_and_recipe_differences():

@@ -68,7 +68,6 @@ def main(argv=None) -> int:
                                "train_config": loaded.meta.get("train_config") or {}})
         log.info("wrote %s", args.json)
     if args.plots:
-        os.makedirs(args.plots, exist_ok=True)
         save_question_rmse_chart(result.report, os.path.join(args.plots, "rmse_per_question.png"))
         save_pred_vs_true(result.preds, result.targets, os.path.join(args.plots, "pred_vs_true.png"))
         log.info("wrote plots to %s", args.plots)

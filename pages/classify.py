@@ -70,7 +70,14 @@ if len(values) > 1:
         "verdict": [v.text for v in verdicts],
         "top learned answer": [answer_name(top_answer(v, loaded.trained_columns)) for v in values],
     })
-    st.dataframe(table, hide_index=True, width="stretch")
+    learned = [c for c in ANSWER_COLUMNS if c in loaded.trained_columns]
+    for column in learned:  # sortable: e.g. the likeliest mergers of a batch first
+        table[answer_name(column)] = result.frame[column].to_numpy()
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        answer_name(c): st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
+                                                        max_value=1.0) for c in learned})
+    st.caption(f"One row per galaxy with the {len(learned)} learned answers' probabilities; click "
+               f"a column's header to sort by it. The CSV below has all {len(ANSWER_COLUMNS)}.")
 untrained = loaded.untrained_columns
 st.download_button(
     "Download predictions (Kaggle CSV)", submission_csv_bytes(result.frame),

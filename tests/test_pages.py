@@ -121,6 +121,11 @@ def test_one_click_samples_and_bad_uploads_do_not_break_the_page():
     at = app("pages/classify.py")
     at.button[0].click().run()  # "Try 4 samples"
     assert len(verdicts(at)) == 4
+    # the batch table: one row per galaxy, a sortable column per learned answer
+    batch = [d.value for d in at.dataframe if "verdict" in d.value.columns][0]
+    assert len(batch) == 4
+    assert "Q8 merger (Class8.6)" in batch.columns and "Q4 spiral arms (Class4.1)" not in batch
+    assert batch["Q1 smooth (Class1.1)"].between(0, 1).all()
     at.file_uploader[0].set_value([
         ("empty.jpg", b"", "image/jpeg"),
         ("junk.png", b"definitely not a png", "image/png"),

@@ -7,6 +7,7 @@ import json
 import os
 
 from . import paths
+from .augment import TTA_VIEWS
 from .checkpoint import LoadedModel, load_checkpoint
 from .evaluate import mean_over_splits
 from .files import write_json
@@ -78,7 +79,7 @@ def describe_model(loaded: LoadedModel) -> dict:
         accuracy = f"validation RMSE **{val['rmse']:.4f}**"
     elif heldout:
         tta = heldout["model_tta"]["rmse"]
-        views = f", **{tta:.4f}** averaged over 8 views" if tta is not None else ""
+        views = f", **{tta:.4f}** averaged over {TTA_VIEWS} views" if tta is not None else ""
         accuracy = (f"held-out RMSE **{heldout['model']['rmse']:.4f}** one view{views} (its "
                     f"recipe trained on {len(splits)} other splits, each scored on the galaxies "
                     f"it held out)")

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core import paths, registry
+from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.schema import QUESTIONS
 from pages.common import active_model
 
@@ -35,12 +36,13 @@ else:
                      "galaxies each one held out (mean over splits), one view per galaxy.")
     columns = {"held-out RMSE": heldout["model"]["per_question"]}
     tta = heldout["model_tta"]["rmse"]
-    views.metric("Averaged over 8 views", "n/a" if tta is None else f"{tta:.4f}",
-                 help="The same held-out galaxies, predictions averaged over the 8 flips and "
-                      "right-angle rotations: what the Classify page and `train.predict` do by "
-                      "default (n/a: the checkpoint carries no such evaluation).")
+    views.metric(f"Averaged over {TTA_VIEWS} views", "n/a" if tta is None else f"{tta:.4f}",
+                 help=f"The same held-out galaxies, predictions averaged over the {TTA_VIEWS} "
+                      "flips and right-angle rotations: what the Classify page and "
+                      "`train.predict` do by default (n/a: the checkpoint carries no such "
+                      "evaluation).")
     if tta is not None:
-        columns["held-out RMSE, 8 views"] = heldout["model_tta"]["per_question"]
+        columns[f"held-out RMSE, {TTA_VIEWS} views"] = heldout["model_tta"]["per_question"]
     middle.metric("Mean-prediction baseline", f"{heldout['mean_baseline']['rmse']:.4f}")
     baseline = heldout["mean_baseline"]["per_question"]
 right.metric(f"Input (centre {info['crop_fraction']:.0%} of the frame)", f"{info['image_size']} px")

@@ -1,4 +1,21 @@
-"""Grad-CAM and Grad-CAM++: which pixels drive one answer's predicted probability.
+"""Class activation maps: which pixels drive one answer's predicted probability.
+
+Five gradient-based methods over one layer's activations A and the gradients G of the answer
+with respect to them:
+
+- Grad-CAM (Selvaraju et al. 2017): channel weights = G averaged over space; map = sum_c w_c A_c.
+- Grad-CAM++ (Chattopadhyay et al. 2018): weights from positive gradients, pixel-wise
+  normalised; better when several regions drive the answer.
+- XGrad-CAM (Fu et al. 2020): weights = sum(G * A) / sum(A) per channel.
+- HiResCAM (Draelos & Carin 2020): map = sum_c G_c * A_c pixel by pixel; no averaging of G
+  over space, so each location's heat comes from its own gradient (Grad-CAM can light up
+  places whose activations do not raise the answer).
+- LayerCAM (Jiang et al. 2021): map = sum_c relu(G_c) * A_c pixel by pixel, for the earlier,
+  finer layers. In a ResNet the stride-2 convolutions after layer2 and layer3 send gradients to
+  every second location, so the two pixel-by-pixel maps look dotted there; Grad-CAM's averaged
+  weights are smooth but may miss the galaxy on those layers.
+
+All maps pass a ReLU (only what raises the answer) and are scaled to [0, 1].
 
 ``CamHooks`` owns the forward/backward hooks on one layer: registered on enter, removed in
 ``finally``, with ``model.training`` and parameter gradients restored, even when the forward
@@ -20,8 +37,9 @@ from .checkpoint import LoadedModel
 from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX
 
-METHODS = ("gradcam", "gradcam++")
-METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
+                "hirescam": "HiResCAM", "layercam": "LayerCAM"}
+METHODS = tuple(METHOD_NAMES)
 LAYERS = ("layer4", "layer3", "layer2", "layer1")  # default: the last residual block
 
 
@@ -77,16 +95,25 @@ class CamHooks:
         return False  # never swallow exceptions
 
 
-def _cam_weights(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> torch.Tensor:
-    """(1,C,h,w) activations and gradients -> (1,C) channel weights."""
+def cam_map(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> torch.Tensor:
+    """(1,C,h,w) activations and gradients -> (1,1,h,w) map, before the ReLU (module doc)."""
+    if method == "hirescam":
+        return (gradients * activations).sum(dim=1, keepdim=True)
+    if method == "layercam":
+        return (F.relu(gradients) * activations).sum(dim=1, keepdim=True)
     if method == "gradcam":
-        return gradients.mean(dim=(2, 3))
-    grads2 = gradients.pow(2)
-    grads3 = grads2 * gradients
-    sum_activations = activations.sum(dim=(2, 3), keepdim=True)
-    alpha = grads2 / (2 * grads2 + sum_activations * grads3 + 1e-7)
-    alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
-    return (alpha * F.relu(gradients)).sum(dim=(2, 3))
+        weights = gradients.mean(dim=(2, 3))
+    elif method == "xgradcam":
+        weights = (gradients * activations).sum(dim=(2, 3)) / (
+            activations.sum(dim=(2, 3)) + 1e-7)
+    else:  # gradcam++
+        grads2 = gradients.pow(2)
+        grads3 = grads2 * gradients
+        sum_activations = activations.sum(dim=(2, 3), keepdim=True)
+        alpha = grads2 / (2 * grads2 + sum_activations * grads3 + 1e-7)
+        alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+        weights = (alpha * F.relu(gradients)).sum(dim=(2, 3))
+    return (weights[:, :, None, None] * activations).sum(dim=1, keepdim=True)
 
 
 def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
@@ -108,8 +135,7 @@ def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: s
         index = COLUMN_INDEX[answer_column]
         output[0, index].backward()
         activations, gradients = hooks.activations.detach(), hooks.gradients.detach()
-        weights = _cam_weights(activations, gradients, method)  # (1, C)
-        cam = F.relu((weights[:, :, None, None] * activations).sum(dim=1, keepdim=True))
+        cam = F.relu(cam_map(activations, gradients, method))
         size = loaded.preprocess.image_size
         cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
     peak = float(cam.max())
@@ -121,7 +147,7 @@ def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: s
 
 def explain_image(loaded: LoadedModel, source, answer_column=None, method="gradcam",
                   layer="layer4", name=None) -> CamResult:
-    """Grad-CAM of an image file or bytes."""
+    """A class activation map (``method``) of an image file or bytes."""
     return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),
                        answer_column, method, layer)
 

@@ -52,7 +52,15 @@ with settings_col:
                           ANSWER_COLUMNS, index=ANSWER_COLUMNS.index(default_answer),
                           format_func=answer_label, key=f"cam_answer_{title}")
     method = st.radio("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get,
-                      horizontal=True)
+                      horizontal=True,
+                      help="Grad-CAM: the classic, one weight per feature map. Grad-CAM++: "
+                           "better when several regions (arms, a companion) drive the answer. "
+                           "XGrad-CAM: weights scaled by how active each map is. HiResCAM: "
+                           "pixel by pixel, each location by its own gradient. LayerCAM: "
+                           "pixel by pixel, positive gradients only. On layer2/layer3 the "
+                           "pixel-by-pixel two stay on the galaxy where Grad-CAM may not, but "
+                           "look dotted: the stride-2 convolutions that follow send gradients "
+                           "to every second location.")
     layer = st.selectbox("Layer", LAYERS, help="layer4 = the last residual block (coarsest, "
                          "most semantic); earlier layers show finer but less specific detail")
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)

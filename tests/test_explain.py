@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from galaxy_core.explain import CamError, compute_cam, overlay
+from galaxy_core.explain import METHODS, CamError, cam_map, compute_cam, overlay
 from tests.conftest import galaxy_image, make_loaded
 
 
@@ -14,7 +14,7 @@ def hook_count(net):
     return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in net.modules())
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("layer", ["layer4", "layer3"])
 def test_heatmap_shape_range_and_no_leftovers(method, layer):
     loaded = make_loaded(head="tree", image_size=64)
@@ -26,6 +26,32 @@ def test_heatmap_shape_range_and_no_leftovers(method, layer):
     assert hook_count(loaded.net) == 0
     assert all(p.grad is None for p in loaded.net.parameters())
     assert not loaded.net.training
+
+
+def test_each_method_computes_its_published_formula():
+    # two channels on a 2x2 map; channel 0 carries a gradient that changes sign across space
+    a = torch.tensor([[[[1.0, 2.0], [0.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]]])
+    g = torch.tensor([[[[0.4, -0.2], [0.1, 0.3]], [[0.2, 0.2], [0.2, 0.2]]]])
+    mean_g = g.mean(dim=(2, 3))  # Grad-CAM: [0.15, 0.2]
+    torch.testing.assert_close(cam_map(a, g, "gradcam"),
+                               mean_g[0, 0] * a[:, :1] + mean_g[0, 1] * a[:, 1:])
+    xw = (g * a).sum(dim=(2, 3)) / a.sum(dim=(2, 3))  # XGrad-CAM
+    torch.testing.assert_close(cam_map(a, g, "xgradcam"),
+                               xw[0, 0] * a[:, :1] + xw[0, 1] * a[:, 1:], atol=1e-6, rtol=1e-5)
+    # HiResCAM keeps the negative gradient where it is; LayerCAM drops it
+    torch.testing.assert_close(cam_map(a, g, "hirescam"), (g * a).sum(dim=1, keepdim=True))
+    layer = cam_map(a, g, "layercam")
+    assert layer[0, 0, 0, 1] == pytest.approx(0.5 * 0.2)  # -0.2 * 2.0 is not counted
+    assert cam_map(a, g, "hirescam")[0, 0, 0, 1] == pytest.approx(-0.4 + 0.1)
+    # Grad-CAM++: alpha = g^2 / (2 g^2 + sum(A) g^3) per pixel, weights = sum(alpha relu(g))
+    alpha = g ** 2 / (2 * g ** 2 + a.sum(dim=(2, 3), keepdim=True) * g ** 3)
+    plus = (alpha * g.clamp(min=0)).sum(dim=(2, 3))
+    torch.testing.assert_close(cam_map(a, g, "gradcam++"),
+                               plus[0, 0] * a[:, :1] + plus[0, 1] * a[:, 1:])
+    # with a positive gradient constant over space, the other four coincide
+    flat = torch.full_like(a, 0.3)
+    for method in ("xgradcam", "hirescam", "layercam"):
+        torch.testing.assert_close(cam_map(a, flat, method), cam_map(a, flat, "gradcam"))
 
 
 def test_default_target_is_the_top_trained_answer():

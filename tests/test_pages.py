@@ -148,10 +148,13 @@ def _jpeg(image):
 def test_gradcam_page_produces_an_overlay_for_every_method():
     at = app("pages/gradcam.py")
     assert len(at.get("imgs")) >= 1 or at.get("image")
-    at.radio[0].set_value("gradcam++").run()
-    assert not at.exception
-    assert any("Grad-CAM++" in m.value for m in at.markdown)
-    assert at.get("download_button")
+    from galaxy_core.explain import METHOD_NAMES
+    assert at.radio[0].options == list(METHOD_NAMES.values())
+    for method, name in METHOD_NAMES.items():
+        at.radio[0].set_value(method).run()
+        assert not at.exception
+        assert any(m.value.startswith(f"**{name}** of") for m in at.markdown), name
+        assert at.get("download_button")
 
 
 def test_browser_filters_and_shows_labels_beside_predictions():

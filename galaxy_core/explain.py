@@ -12,8 +12,8 @@ with respect to them:
   places whose activations do not raise the answer).
 - LayerCAM (Jiang et al. 2021): map = sum_c relu(G_c) * A_c pixel by pixel, for the earlier,
   finer layers. In a ResNet the stride-2 convolutions after layer2 and layer3 send gradients to
-  every second location, so the two pixel-by-pixel maps look dotted there; Grad-CAM's averaged
-  weights are smooth but may miss the galaxy on those layers.
+  every second location, so one view's pixel-by-pixel maps look dotted there (``tta`` averages
+  the lattice away); Grad-CAM's averaged weights are smooth but may miss the galaxy there.
 
 All maps pass a ReLU (only what raises the answer) and are scaled to [0, 1].
 
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
 
+from . import augment
 from .checkpoint import LoadedModel
 from .images import normalize, prepare_for_model
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX
@@ -55,6 +56,7 @@ class CamResult:
     method: str
     layer: str
     preds: np.ndarray  # (37,) all predicted probabilities of this image
+    views: int = 1  # 8: averaged over the flips and right-angle rotations
 
 
 class CamHooks:
@@ -116,40 +118,54 @@ def cam_map(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> 
     return (weights[:, :, None, None] * activations).sum(dim=1, keepdim=True)
 
 
+def _view_back(maps: torch.Tensor) -> torch.Tensor:
+    """Undo ``augment.dihedral_views`` on (8,1,S,S) maps: each back in the original frame."""
+    return torch.stack([torch.rot90(torch.flip(m, dims=(2,)) if i % 2 else m, -(i // 2),
+                                    dims=(1, 2)) for i, m in enumerate(maps)])
+
+
 def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
-                method: str = "gradcam", layer: str = "layer4") -> CamResult:
-    """Heatmap for one preprocessed image, uint8 (3,S,S). Default target: the top answer."""
+                method: str = "gradcam", layer: str = "layer4", tta: bool = False) -> CamResult:
+    """Heatmap for one preprocessed image, uint8 (3,S,S). Default target: the top answer.
+
+    ``tta``: as the Classify page predicts by default, the image is seen in its 8 flips and
+    right-angle rotations; each view's map is turned back and the maps averaged, and the
+    probability is the views' mean. A galaxy has no orientation, so what drives an answer should
+    not depend on it; the average also fills in the dotted lattice of the pixel-wise methods."""
     if method not in METHODS:
         raise CamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if answer_column is not None and answer_column not in COLUMN_INDEX:
         raise CamError(f"unknown answer {answer_column!r}; use a Kaggle column such as Class1.1")
     x = normalize(image_uint8.unsqueeze(0).to(loaded.device), loaded.preprocess)
+    if tta:
+        x = torch.cat(list(augment.dihedral_views(x)))  # (8,3,S,S), one batch
     # the input needs a gradient so the graph reaches the layer even with a frozen backbone
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
     with loaded.lock, CamHooks(loaded.net, layer) as hooks:
-        output = loaded.net(x)  # (1, 37)
-        preds = output.detach().clamp(0, 1)[0]
+        output = loaded.net(x)  # (V, 37)
+        preds = output.detach().clamp(0, 1).mean(dim=0)
         if answer_column is None:
             trained = [COLUMN_INDEX[c] for c in loaded.trained_columns]
             answer_column = ANSWER_COLUMNS[trained[int(torch.argmax(preds[trained]))]]
         index = COLUMN_INDEX[answer_column]
-        output[0, index].backward()
+        output[:, index].sum().backward()  # views are independent in eval mode: one pass
         activations, gradients = hooks.activations.detach(), hooks.gradients.detach()
-        cam = F.relu(cam_map(activations, gradients, method))
+        cams = F.relu(cam_map(activations, gradients, method))
         size = loaded.preprocess.image_size
-        cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+        cams = F.interpolate(cams, size=(size, size), mode="bilinear", align_corners=False)
+        cam = (_view_back(cams) if tta else cams).mean(dim=0)[0]
     peak = float(cam.max())
     heatmap = (cam / peak if peak > 0 else torch.zeros_like(cam)).cpu().numpy().astype(np.float32)
     return CamResult(heatmap=heatmap, answer_column=answer_column,
                      probability=float(preds[index]), method=method, layer=layer,
-                     preds=preds.cpu().numpy())
+                     preds=preds.cpu().numpy(), views=len(x))
 
 
 def explain_image(loaded: LoadedModel, source, answer_column=None, method="gradcam",
-                  layer="layer4", name=None) -> CamResult:
+                  layer="layer4", name=None, tta: bool = False) -> CamResult:
     """A class activation map (``method``) of an image file or bytes."""
     return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),
-                       answer_column, method, layer)
+                       answer_column, method, layer, tta)
 
 
 def _colorize(heatmap: np.ndarray, width: int, height: int, colormap: str) -> np.ndarray:

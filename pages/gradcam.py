@@ -7,6 +7,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.explain import LAYERS, METHOD_NAMES, CamError, explain_image, heatmap_image, overlay
 from galaxy_core.images import ImageError, display_crop
 from galaxy_core.predict import predict_image
@@ -26,6 +27,13 @@ with source_col:
     upload = st.file_uploader(f"Upload a galaxy ({UPLOAD_LIMIT_TEXT})", type=UPLOAD_TYPES)
     sample = st.selectbox("…or a shipped sample", list(names), index=0 if names else None,
                           disabled=upload is not None or not names)
+    tta = st.toggle(f"Average over {TTA_VIEWS} rotations/flips", value=True,
+                    help=f"As on the Classify page: the probabilities are the mean over the "
+                         f"{TTA_VIEWS} flips and right-angle turns of the image, and the heatmap "
+                         f"is the mean of their {TTA_VIEWS} heatmaps, each turned back first. A "
+                         f"galaxy has no orientation, so neither should what drives an answer; "
+                         f"it also smooths the dotted look of HiResCAM and LayerCAM on earlier "
+                         f"layers. Off: one view, the map of the image as it is.")
 if upload is not None:
     source, title = upload.getvalue(), upload.name
 elif sample:
@@ -35,7 +43,7 @@ else:
     st.stop()
 
 try:
-    preds = predict_image(loaded, source, name=title)
+    preds = predict_image(loaded, source, tta=tta, name=title)
 except ImageError as exc:
     st.error(f"{exc}. Try another file.")
     st.stop()
@@ -58,9 +66,9 @@ with settings_col:
                            "XGrad-CAM: weights scaled by how active each map is. HiResCAM: "
                            "pixel by pixel, each location by its own gradient. LayerCAM: "
                            "pixel by pixel, positive gradients only. On layer2/layer3 the "
-                           "pixel-by-pixel two stay on the galaxy where Grad-CAM may not, but "
-                           "look dotted: the stride-2 convolutions that follow send gradients "
-                           "to every second location.")
+                           "pixel-by-pixel two stay on the galaxy where Grad-CAM may not; one "
+                           "view of them looks dotted (the stride-2 convolutions that follow "
+                           "send gradients to every second location), the 8-view average not.")
     layer = st.selectbox("Layer", LAYERS, help="layer4 = the last residual block (coarsest, "
                          "most semantic); earlier layers show finer but less specific detail")
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
@@ -70,7 +78,7 @@ if answer not in loaded.trained_columns:
                f"its heatmap explains an untrained output and means nothing.")
 
 try:
-    result = explain_image(loaded, source, answer, method, layer, name=title)
+    result = explain_image(loaded, source, answer, method, layer, name=title, tta=tta)
 except (CamError, ImageError) as exc:
     st.error(str(exc))
     st.stop()
@@ -78,7 +86,8 @@ except (CamError, ImageError) as exc:
 shown = display_crop(source, loaded.preprocess)
 blended = overlay(shown, result.heatmap, opacity)
 st.markdown(f"**{METHOD_NAMES[method]}** of *{answer_name(answer)}* — predicted probability "
-            f"**{result.probability:.3f}** · layer `{layer}`")
+            f"**{result.probability:.3f}** · layer `{layer}`"
+            + (f" · averaged over {result.views} views" if result.views > 1 else ""))
 original_col, heat_col, overlay_col = st.columns(3)
 original_col.image(shown, caption="what the model sees", width="stretch")
 heat_col.image(heatmap_image(result.heatmap, shown.shape[0]), caption="heatmap",

@@ -24,3 +24,4 @@ def test_quick_benchmark_writes_all_ratios(tmp_path):
     assert report["context"]["bfloat16_speedup_vs_seed"] > 0
     assert report["context"]["speedup_vs_seed_as_shipped_224px"] > 0
     assert report["context"]["training_bfloat16_speedup"] > 0
+    assert report["context"]["gradcam_8_views_vs_forward_backward_b1"] > 0

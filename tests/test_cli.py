@@ -78,6 +78,11 @@ def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
     assert done.returncode == 0, done.stderr
     width, height = Image.open(png).size
     assert width == 3 * height
+    done = run("train.gradcam", "--checkpoint", ckpt, "--image", "100003", "--images",
+               galaxy_folder["images"], "--method", "layercam", "--layer", "layer3", "--tta",
+               "--out", str(png))
+    assert done.returncode == 0, done.stderr
+    assert "layercam for" in done.stderr and Image.open(png).size == (height, height)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -54,6 +54,29 @@ def test_each_method_computes_its_published_formula():
         torch.testing.assert_close(cam_map(a, flat, method), cam_map(a, flat, "gradcam"))
 
 
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_the_view_averaged_map_turns_with_the_galaxy(method):
+    # averaged over the 8 flips/rotations, the map of a turned or mirrored image is the turned or
+    # mirrored map: every view's map was put back in the image's own frame before averaging
+    loaded = make_loaded(head="tree", image_size=64)
+    image = image_tensor()
+    plain = compute_cam(loaded, image, "Class1.2", method, "layer3", tta=True)
+    assert plain.views == 8
+    turned = compute_cam(loaded, torch.rot90(image, 1, dims=(1, 2)), "Class1.2", method,
+                         "layer3", tta=True)
+    mirrored = compute_cam(loaded, torch.flip(image, dims=(2,)), "Class1.2", method, "layer3",
+                           tta=True)
+    np.testing.assert_allclose(turned.heatmap, np.rot90(plain.heatmap, 1), atol=1e-5)
+    np.testing.assert_allclose(mirrored.heatmap, np.flip(plain.heatmap, 1), atol=1e-5)
+    assert turned.probability == pytest.approx(plain.probability, abs=1e-6)
+    # the probability is the mean of the 8 views' (clamped) outputs, as Classify reports it
+    from galaxy_core.predict import predict_tensor
+    expected = predict_tensor(loaded, image.unsqueeze(0), tta=True)[0]
+    np.testing.assert_allclose(plain.preds, expected, atol=1e-5)
+    assert compute_cam(loaded, image, "Class1.2", method, "layer3").views == 1
+    assert hook_count(loaded.net) == 0
+
+
 def test_default_target_is_the_top_trained_answer():
     loaded = make_loaded(trained=("Class1.1", "Class1.2", "Class1.3"))
     result = compute_cam(loaded, image_tensor(32))

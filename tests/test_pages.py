@@ -155,6 +155,12 @@ def test_gradcam_page_produces_an_overlay_for_every_method():
         assert not at.exception
         assert any(m.value.startswith(f"**{name}** of") for m in at.markdown), name
         assert at.get("download_button")
+    # averaged over the 8 views by default, as Classify predicts; one view when switched off
+    assert any("averaged over 8 views" in m.value for m in at.markdown)
+    at.toggle[0].set_value(False).run()
+    assert not at.exception
+    assert not any("averaged over" in m.value for m in at.markdown)
+    assert any(m.value.startswith("**LayerCAM** of") for m in at.markdown)
 
 
 def test_browser_filters_and_shows_labels_beside_predictions():

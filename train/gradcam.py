@@ -1,7 +1,7 @@
 """Grad-CAM (or Grad-CAM++) of one galaxy for one answer, saved as an overlay PNG.
 
     python -m train.gradcam [--checkpoint CKPT] --image FILE_OR_GALAXYID [--images DIR]
-                            [--answer Class4.1] [--method gradcam++] --out PNG
+                            [--answer Class4.1] [--method gradcam++] [--tta] --out PNG
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from PIL import Image
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import image_path
 from galaxy_core.device import select_device
+from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.explain import LAYERS, METHODS, explain_image, heatmap_image, overlay
 from galaxy_core.files import replacing
 from galaxy_core.images import display_crop
@@ -44,6 +45,9 @@ def main(argv=None) -> int:
                         help="answer column to explain (default: the top predicted answer)")
     parser.add_argument("--method", choices=METHODS, default="gradcam")
     parser.add_argument("--layer", choices=LAYERS, default="layer4")
+    parser.add_argument("--tta", action="store_true",
+                        help=f"average the map (and the probability) over the {TTA_VIEWS} flips "
+                             f"and right-angle rotations, each map turned back first")
     parser.add_argument("--opacity", type=float, default=0.45)
     parser.add_argument("--side-by-side", action="store_true",
                         help="save original | heatmap | overlay instead of the overlay alone")
@@ -53,7 +57,7 @@ def main(argv=None) -> int:
     setup_logging()
     loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
     source = resolve_image(args.image, args.images)
-    result = explain_image(loaded, source, args.answer, args.method, args.layer)
+    result = explain_image(loaded, source, args.answer, args.method, args.layer, tta=args.tta)
     shown = display_crop(source, loaded.preprocess)
     picture = overlay(shown, result.heatmap, args.opacity)
     if args.side_by_side:

@@ -8,7 +8,8 @@ import streamlit as st
 from PIL import Image
 
 from galaxy_core.augment import TTA_VIEWS
-from galaxy_core.explain import LAYERS, METHOD_NAMES, CamError, explain_image, heatmap_image, overlay
+from galaxy_core.explain import (LAYERS, METHOD_NAMES, METHODS, CamError, explain_image,
+                                 heatmap_image, overlay)
 from galaxy_core.images import ImageError, display_crop
 from galaxy_core.predict import predict_image
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -93,6 +94,18 @@ original_col.image(shown, caption="what the model sees", width="stretch")
 heat_col.image(heatmap_image(result.heatmap, shown.shape[0]), caption="heatmap",
                width="stretch")
 overlay_col.image(blended, caption="overlay", width="stretch")
+
+if st.toggle("Compare the five methods side by side", value=False,
+             help="For teaching: the same answer, layer and views, explained by each method."):
+    for column, other in zip(st.columns(len(METHODS)), METHODS):
+        try:
+            compared = result if other == method else explain_image(
+                loaded, source, answer, other, layer, name=title, tta=tta)
+        except (CamError, ImageError) as exc:
+            column.error(str(exc))
+            continue
+        column.image(overlay(shown, compared.heatmap, opacity), caption=METHOD_NAMES[other],
+                     width="stretch")
 
 buffer = io.BytesIO()
 Image.fromarray(np.asarray(blended)).save(buffer, format="PNG")

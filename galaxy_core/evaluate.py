@@ -11,7 +11,7 @@ from .checkpoint import LoadedModel
 from .config import TrainConfig, field_defaults
 from .data import (DataError, LabelTable, check_images_exist, image_path, read_labels,
                    select_subset, split_train_val)
-from .metrics import rmse_report
+from .metrics import majority_agreement, rmse_report
 from .predict import predict_files
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX, QUESTIONS, answer_name
 from .training import column_means, ids_digest
@@ -55,6 +55,7 @@ def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
         raise DataError(f"{len(result.errors)} images could not be read, e.g. {result.errors[0][1]}")
     preds = result.frame[list(ANSWER_COLUMNS)].to_numpy(dtype=np.float64)
     report = rmse_report(preds, table.targets)
+    report["majority_agreement"] = majority_agreement(preds, table.targets)
     report["tta"] = tta
     report["tta_views"] = augment.TTA_VIEWS if tta else 1
     report["evaluated_columns"] = list(table.columns)
@@ -91,12 +92,20 @@ def report_table(report: dict, baseline: dict | None = None) -> str:
                          baseline and baseline["learned_answers"]["rmse"]))
         lines.append(row(f"overall, all {len(report['evaluated_columns'])} with targets",
                          report["rmse"], baseline and baseline["rmse"]))
+    agreement = report.get("majority_agreement") or {}
+    base_agreement = (baseline or {}).get("majority_agreement") or {}
     for q in QUESTIONS:
         key = f"Q{q.number}"
         if report["per_question"][key] is None:
             continue
-        lines.append(row(f"Q{q.number} {q.topic}", report["per_question"][key],
-                         baseline and baseline["per_question"][key]))
+        text = row(f"Q{q.number} {q.topic}", report["per_question"][key],
+                   baseline and baseline["per_question"][key])
+        if agreement.get(key):
+            text += (f"   top answer = volunteers' in {agreement[key]['agreement']:.1%} of "
+                     f"{agreement[key]['galaxies']}")
+            if base_agreement.get(key):
+                text += f" (mean: {base_agreement[key]['agreement']:.1%})"
+        lines.append(text)
         for column in q.columns:
             lines.append(row(f"  {answer_name(column)}", report["per_answer"][column],
                              baseline and baseline["per_answer"][column]))
@@ -108,6 +117,7 @@ def mean_baseline(evaluation: Evaluation, train_means: np.ndarray | None = None)
     means = column_means(evaluation.targets) if train_means is None else np.asarray(train_means)
     constant = np.broadcast_to(means, evaluation.targets.shape)
     report = rmse_report(constant, evaluation.targets)
+    report["majority_agreement"] = majority_agreement(constant, evaluation.targets)
     untrained = evaluation.report.get("untrained_columns_with_targets") or []
     if untrained:
         report["learned_answers"] = rmse_report(

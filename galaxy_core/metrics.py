@@ -43,3 +43,26 @@ def rmse_report(preds: np.ndarray, targets: np.ndarray) -> dict:
         "galaxies": int(len(targets)),
         "known_cells": int(known.sum()),
     }
+
+
+def majority_agreement(preds: np.ndarray, targets: np.ndarray, min_reached: float = 0.5) -> dict:
+    """Per question: how often the predicted top answer is the volunteers' top answer.
+
+    Counted over the galaxies where all of the question's answers are known and at least
+    ``min_reached`` of the volunteers reached the question (its answers' Kaggle-weighted
+    fractions sum to that much), so that there is a majority to agree with. Returns
+    ``{"Q1": {"agreement": share, "galaxies": n}, ...}``, None where no galaxy qualifies."""
+    preds = np.asarray(preds, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    agreement = {}
+    for q in QUESTIONS:
+        sl = question_slice(q)
+        wanted, predicted = targets[:, sl], preds[:, sl]
+        counted = ~np.isnan(wanted).any(axis=1)
+        counted[counted] = wanted[counted].sum(axis=1) >= min_reached
+        n = int(counted.sum())
+        agreement[f"Q{q.number}"] = None if n == 0 else {
+            "agreement": float((wanted[counted].argmax(axis=1)
+                                == predicted[counted].argmax(axis=1)).mean()),
+            "galaxies": n}
+    return agreement

@@ -25,6 +25,25 @@ def test_rmse_by_hand():
     assert report["known_cells"] == 3
 
 
+def test_majority_agreement_counts_only_questions_most_volunteers_reached():
+    from galaxy_core.metrics import majority_agreement
+    targets = np.full((3, 37), np.nan)
+    preds = np.zeros((3, 37))
+    q1 = [COLUMN_INDEX[c] for c in ("Class1.1", "Class1.2", "Class1.3")]
+    q2 = [COLUMN_INDEX[c] for c in ("Class2.1", "Class2.2")]
+    targets[:, q1] = [[0.7, 0.3, 0.0], [0.2, 0.8, 0.0], [0.1, 0.6, 0.3]]
+    preds[:, q1] = [[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.2, 0.7, 0.1]]  # right, wrong, right
+    # Q2 hangs off "features" (Class1.2): reached by 30%, 80% and 60% of the volunteers
+    targets[:, q2] = [[0.3, 0.0], [0.1, 0.7], [0.5, 0.1]]
+    preds[:, q2] = [[0.0, 0.3], [0.1, 0.7], [0.1, 0.5]]  # (not counted), right, wrong
+    agreement = majority_agreement(preds, targets)
+    assert agreement["Q1"] == {"agreement": pytest.approx(2 / 3), "galaxies": 3}
+    assert agreement["Q2"] == {"agreement": 0.5, "galaxies": 2}
+    assert agreement["Q3"] is None  # no targets
+    targets[0, q1[2]] = np.nan  # a galaxy with an unknown answer is not counted
+    assert majority_agreement(preds, targets)["Q1"]["galaxies"] == 2
+
+
 def test_evaluate_a_model_on_a_folder(galaxy_folder, loaded):
     result = evaluate(loaded, galaxy_folder["images"], galaxy_folder["labels"], workers=0)
     assert result.preds.shape == (16, 37)
@@ -32,6 +51,8 @@ def test_evaluate_a_model_on_a_folder(galaxy_folder, loaded):
     assert result.report["rmse"] == pytest.approx(expected, rel=1e-5)
     text = report_table(result.report)
     assert "overall" in text and "Q11 number of arms" in text
+    assert "top answer = volunteers' in" in text
+    assert result.report["majority_agreement"]["Q1"]["galaxies"] == 16
 
 
 def test_labels_with_answers_the_model_never_learned_are_scored_apart(galaxy_folder):

@@ -1,4 +1,5 @@
-"""Grad-CAM: which pixels drive one answer. Built for live classroom demos."""
+"""Grad-CAM and four related class activation maps: which pixels drive one answer. Built for
+live classroom demos."""
 
 import io
 import os

@@ -81,3 +81,10 @@ def dihedral_views(batch: torch.Tensor):
         rotated = torch.rot90(batch, k, dims=(2, 3))
         yield rotated
         yield torch.flip(rotated, dims=(3,))
+
+
+def undo_dihedral_views(maps: torch.Tensor) -> torch.Tensor:
+    """(8,C,S,S) maps of the 8 ``dihedral_views`` of one image, in their order -> each turned
+    back into the image's own frame."""
+    return torch.stack([torch.rot90(torch.flip(m, dims=(2,)) if i % 2 else m, -(i // 2),
+                                    dims=(1, 2)) for i, m in enumerate(maps)])

@@ -66,13 +66,18 @@ class LoadedModel:
         return tuple(c for c in ANSWER_COLUMNS if c not in self.trained_columns)
 
 
+def save_synced(obj, path) -> None:
+    """``torch.save`` to ``path`` and wait until the bytes are on disk."""
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def atomic_save(obj, path) -> None:
-    """``torch.save`` to a temporary file beside ``path`` (synced to disk), then rename over it."""
+    """``save_synced`` to a temporary file beside ``path``, then rename over it."""
     with replacing(path, ".pt") as tmp:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        save_synced(obj, tmp)
 
 
 def half_precision_state(state: dict) -> dict:

@@ -54,16 +54,24 @@ def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
     if result.errors:
         raise DataError(f"{len(result.errors)} images could not be read, e.g. {result.errors[0][1]}")
     preds = result.frame[list(ANSWER_COLUMNS)].to_numpy(dtype=np.float64)
-    report = rmse_report(preds, table.targets)
-    report["majority_agreement"] = majority_agreement(preds, table.targets)
+    untrained = [c for c in table.columns if c not in loaded.trained_columns]
+    report = score(preds, table.targets, untrained)
     report["tta"] = tta
     report["tta_views"] = augment.TTA_VIEWS if tta else 1
     report["evaluated_columns"] = list(table.columns)
-    untrained = [c for c in table.columns if c not in loaded.trained_columns]
     report["untrained_columns_with_targets"] = untrained
-    if untrained:  # e.g. the shipped model (17 answers) scored on full Kaggle labels (37)
-        report["learned_answers"] = rmse_report(preds, without_columns(table.targets, untrained))
     return Evaluation(report, preds, table.targets, table.galaxy_ids)
+
+
+def score(preds: np.ndarray, targets: np.ndarray, untrained=()) -> dict:
+    """``rmse_report`` plus agreement with the volunteers' majority; with ``untrained`` answers
+    (the shipped model's 20, scored on full Kaggle labels), also ``learned_answers``: the
+    report over the answers the model learned."""
+    report = rmse_report(preds, targets)
+    report["majority_agreement"] = majority_agreement(preds, targets)
+    if untrained:
+        report["learned_answers"] = rmse_report(preds, without_columns(targets, untrained))
+    return report
 
 
 def without_columns(targets: np.ndarray, columns) -> np.ndarray:
@@ -115,14 +123,8 @@ def report_table(report: dict, baseline: dict | None = None) -> str:
 def mean_baseline(evaluation: Evaluation, train_means: np.ndarray | None = None) -> dict:
     """RMSE of a constant prediction (default: this set's own mean, an optimistic baseline)."""
     means = column_means(evaluation.targets) if train_means is None else np.asarray(train_means)
-    constant = np.broadcast_to(means, evaluation.targets.shape)
-    report = rmse_report(constant, evaluation.targets)
-    report["majority_agreement"] = majority_agreement(constant, evaluation.targets)
-    untrained = evaluation.report.get("untrained_columns_with_targets") or []
-    if untrained:
-        report["learned_answers"] = rmse_report(
-            constant, without_columns(evaluation.targets, untrained))
-    return report
+    return score(np.broadcast_to(means, evaluation.targets.shape), evaluation.targets,
+                 evaluation.report.get("untrained_columns_with_targets") or ())
 
 
 # A model trained on every labelled galaxy has no validation split of its own. Its accuracy is

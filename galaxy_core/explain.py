@@ -118,12 +118,6 @@ def cam_map(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> 
     return (weights[:, :, None, None] * activations).sum(dim=1, keepdim=True)
 
 
-def _view_back(maps: torch.Tensor) -> torch.Tensor:
-    """Undo ``augment.dihedral_views`` on (8,1,S,S) maps: each back in the original frame."""
-    return torch.stack([torch.rot90(torch.flip(m, dims=(2,)) if i % 2 else m, -(i // 2),
-                                    dims=(1, 2)) for i, m in enumerate(maps)])
-
-
 def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
                 method: str = "gradcam", layer: str = "layer4", tta: bool = False) -> CamResult:
     """Heatmap for one preprocessed image, uint8 (3,S,S). Default target: the top answer.
@@ -153,7 +147,7 @@ def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: s
         cams = F.relu(cam_map(activations, gradients, method))
         size = loaded.preprocess.image_size
         cams = F.interpolate(cams, size=(size, size), mode="bilinear", align_corners=False)
-        cam = (_view_back(cams) if tta else cams).mean(dim=0)[0]
+        cam = (augment.undo_dihedral_views(cams) if tta else cams).mean(dim=0)[0]
     peak = float(cam.max())
     heatmap = (cam / peak if peak > 0 else torch.zeros_like(cam)).cpu().numpy().astype(np.float32)
     return CamResult(heatmap=heatmap, answer_column=answer_column,

@@ -21,8 +21,8 @@ import os
 import numpy as np
 
 from galaxy_core import paths
-from galaxy_core.checkpoint import (atomic_save, half_precision_state, load_checkpoint,
-                                   read_checkpoint)
+from galaxy_core.checkpoint import (half_precision_state, load_checkpoint, read_checkpoint,
+                                   save_synced)
 from galaxy_core.data import DataError, list_images
 from galaxy_core.evaluate import heldout_split, recipe_differences
 from galaxy_core.files import replacing
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         raw["state_dict"] = half_precision_state(raw["state_dict"])
     raw["exported_from"] = os.path.basename(os.path.dirname(os.path.abspath(args.checkpoint)))
     with replacing(args.out, ".pt") as tmp:  # replaces the old file only if the check passes
-        atomic_save(raw, tmp)
+        save_synced(raw, tmp)
         exported = load_checkpoint(tmp)
         images = list_images(args.check_images)
         before = predict_files(original, images, workers=0).frame.iloc[:, 1:].to_numpy()

@@ -1,7 +1,9 @@
-"""Grad-CAM (or Grad-CAM++) of one galaxy for one answer, saved as an overlay PNG.
+"""A class activation map (Grad-CAM or one of its relatives, galaxy_core.explain) of one galaxy
+for one answer, saved as an overlay PNG.
 
     python -m train.gradcam [--checkpoint CKPT] --image FILE_OR_GALAXYID [--images DIR]
-                            [--answer Class4.1] [--method gradcam++] [--tta] --out PNG
+                            [--answer Class4.1] [--method layercam] [--layer layer3] [--tta]
+                            --out PNG
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import os
 import numpy as np
 from PIL import Image
 
+from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import image_path
 from galaxy_core.device import select_device
-from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.explain import LAYERS, METHODS, explain_image, heatmap_image, overlay
 from galaxy_core.files import replacing
 from galaxy_core.images import display_crop

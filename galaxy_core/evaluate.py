@@ -11,9 +11,9 @@ from .checkpoint import LoadedModel
 from .config import TrainConfig, field_defaults
 from .data import (DataError, LabelTable, check_images_exist, image_path, read_labels,
                    select_subset, split_train_val)
-from .metrics import majority_agreement, rmse_report
+from .metrics import score
 from .predict import predict_files
-from .schema import ANSWER_COLUMNS, COLUMN_INDEX, QUESTIONS, answer_name
+from .schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from .training import column_means, ids_digest
 
 
@@ -61,24 +61,6 @@ def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
     report["evaluated_columns"] = list(table.columns)
     report["untrained_columns_with_targets"] = untrained
     return Evaluation(report, preds, table.targets, table.galaxy_ids)
-
-
-def score(preds: np.ndarray, targets: np.ndarray, untrained=()) -> dict:
-    """``rmse_report`` plus agreement with the volunteers' majority; with ``untrained`` answers
-    (the shipped model's 20, scored on full Kaggle labels), also ``learned_answers``: the
-    report over the answers the model learned."""
-    report = rmse_report(preds, targets)
-    report["majority_agreement"] = majority_agreement(preds, targets)
-    if untrained:
-        report["learned_answers"] = rmse_report(preds, without_columns(targets, untrained))
-    return report
-
-
-def without_columns(targets: np.ndarray, columns) -> np.ndarray:
-    """(N, 37) targets with ``columns`` made unknown (NaN), so no score counts them."""
-    kept = np.array(targets, dtype=np.float64)
-    kept[:, [COLUMN_INDEX[c] for c in columns]] = np.nan
-    return kept
 
 
 def report_table(report: dict, baseline: dict | None = None) -> str:
@@ -171,10 +153,19 @@ def heldout_split(evaluation: dict, evaluation_tta: dict | None = None) -> dict:
 
 
 def mean_over_splits(splits: list[dict]) -> dict:
-    """Overall and per-question RMSE averaged over held-out splits (model, TTA, baseline)."""
+    """Overall and per-question RMSE averaged over held-out splits (model, TTA, baseline), and
+    the agreement with the volunteers' majority per question where every split has it (the
+    share and the galaxies counted, both averaged over the splits)."""
     def mean(values):
         values = [v for v in values if v is not None]
         return sum(values) / len(values) if values else None
+
+    def mean_agreement(reports, key):
+        counts = [(r.get("majority_agreement") or {}).get(key) for r in reports]
+        if not counts or any(c is None for c in counts):
+            return None
+        return {"agreement": mean([c["agreement"] for c in counts]),
+                "galaxies": mean([c["galaxies"] for c in counts])}
 
     summary = {"splits": len(splits)}
     for key in ("model", "model_tta", "mean_baseline"):
@@ -185,6 +176,8 @@ def mean_over_splits(splits: list[dict]) -> dict:
                 f"Q{q.number}") for r in reports]) for q in QUESTIONS},
             "per_answer": {c: mean([(r.get("per_answer") or {}).get(c) for r in reports])
                            for c in ANSWER_COLUMNS},
+            "majority_agreement": {f"Q{q.number}": mean_agreement(reports, f"Q{q.number}")
+                                   for q in QUESTIONS},
         }
     return summary
 

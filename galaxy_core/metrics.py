@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .schema import ANSWER_COLUMNS, QUESTIONS, question_slice
+from .schema import ANSWER_COLUMNS, COLUMN_INDEX, QUESTIONS, question_slice
 
 
 def masked_mse(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -66,3 +66,21 @@ def majority_agreement(preds: np.ndarray, targets: np.ndarray, min_reached: floa
                                 == predicted[counted].argmax(axis=1)).mean()),
             "galaxies": n}
     return agreement
+
+
+def score(preds: np.ndarray, targets: np.ndarray, untrained=()) -> dict:
+    """``rmse_report`` plus agreement with the volunteers' majority; with ``untrained`` answers
+    (the shipped model's 20, scored on full Kaggle labels), also ``learned_answers``: the
+    report over the answers the model learned."""
+    report = rmse_report(preds, targets)
+    report["majority_agreement"] = majority_agreement(preds, targets)
+    if untrained:
+        report["learned_answers"] = rmse_report(preds, without_columns(targets, untrained))
+    return report
+
+
+def without_columns(targets: np.ndarray, columns) -> np.ndarray:
+    """(N, 37) targets with ``columns`` made unknown (NaN), so no score counts them."""
+    kept = np.array(targets, dtype=np.float64)
+    kept[:, [COLUMN_INDEX[c] for c in columns]] = np.nan
+    return kept

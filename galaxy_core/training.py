@@ -33,7 +33,7 @@ from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_a
                           shard_order, split_evenly, sync_buffers)
 from .files import write_json
 from .images import normalize_float
-from .metrics import masked_mse, rmse_report
+from .metrics import masked_mse, score
 from .model import build_model
 from .predict import run_model
 from .schema import NUM_ANSWERS
@@ -98,9 +98,10 @@ def column_means(targets: np.ndarray) -> np.ndarray:
 
 
 def baseline_report(train_targets: np.ndarray, val_targets: np.ndarray) -> dict:
-    """RMSE of predicting the training mean for every validation galaxy."""
+    """Scores (RMSE, majority agreement) of predicting the training mean for every validation
+    galaxy."""
     mean = column_means(train_targets)
-    return rmse_report(np.broadcast_to(mean, val_targets.shape), val_targets)
+    return score(np.broadcast_to(mean, val_targets.shape), val_targets)
 
 
 @dataclass
@@ -161,15 +162,15 @@ def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext,
 
 
 def _validate(net, data: _Data, preprocess, ctx: DistContext) -> dict:
-    """RMSE report on the validation set; each rank predicts a share, all ranks get the
-    whole report, identical to a single process's."""
+    """Scores (RMSE, majority agreement) on the validation set; each rank predicts a share,
+    all ranks get the whole report, identical to a single process's."""
     sync_buffers(net, ctx)
     mine = split_evenly(len(data.val_table), ctx)
     preds = predict_cached(net, data.val_images[mine], preprocess)
     full = np.zeros((len(data.val_table), NUM_ANSWERS), np.float32)
     for index, part in gather((mine, preds), ctx):
         full[index] = part
-    return rmse_report(full, data.val_table.targets)
+    return score(full, data.val_table.targets)
 
 
 def starting_weights(config: TrainConfig) -> dict:
@@ -311,10 +312,10 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                           val_per_question=report["per_question"],
                           val_per_answer=report["per_answer"])
         history.append(record)
-        score = report.get("rmse", record["train_loss"] ** 0.5)
-        improved = score < best_rmse
+        epoch_rmse = report.get("rmse", record["train_loss"] ** 0.5)
+        improved = epoch_rmse < best_rmse
         if improved:
-            best_rmse = score
+            best_rmse = epoch_rmse
             best_metrics = {"epoch": epoch + 1, "val": report, "baseline_val": baseline}
         if ctx.is_main:  # only rank 0 writes; it saves the unwrapped model
             metrics = {"best": best_metrics, "last": {"epoch": epoch + 1, "val": report}}

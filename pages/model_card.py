@@ -27,6 +27,8 @@ if own or not heldout:
                   if info["baseline_rmse"] else "n/a")
     columns = {"validation RMSE": (best.get("val") or {}).get("per_question") or {}}
     baseline = (best.get("baseline_val") or {}).get("per_question") or {}
+    agreement = (best.get("val") or {}).get("majority_agreement") or {}
+    baseline_agreement = (best.get("baseline_val") or {}).get("majority_agreement") or {}
 else:
     left, views, middle, right = st.columns(4)
     left.metric(f"Held-out RMSE (recipe, {heldout['splits']} splits)",
@@ -45,19 +47,39 @@ else:
         columns[f"held-out RMSE, {TTA_VIEWS} views"] = heldout["model_tta"]["per_question"]
     middle.metric("Mean-prediction baseline", f"{heldout['mean_baseline']['rmse']:.4f}")
     baseline = heldout["mean_baseline"]["per_question"]
+    # what the app shows by default: the 8-view predictions' agreement where it was measured
+    agreement = ((heldout["model_tta"] if tta is not None else heldout["model"])
+                 .get("majority_agreement") or {})
+    baseline_agreement = heldout["mean_baseline"].get("majority_agreement") or {}
 right.metric(f"Input (centre {info['crop_fraction']:.0%} of the frame)", f"{info['image_size']} px")
 st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; epoch "
            f"{info['epoch']}. Accuracy: {info['accuracy']}.")
 
+AGREES = "top answer = volunteers' majority"
+AGREES_BASELINE = "same, always the training majority"
+
+
+def percent(counted: dict | None) -> float | None:
+    return None if not counted else 100 * counted["agreement"]
+
+
 if any(columns.values()):
     scores = {**columns, "mean baseline": baseline}
+    counted = any(agreement.values())  # records made before train.evaluate counted it have none
+    shares = {AGREES: agreement, AGREES_BASELINE: baseline_agreement} if counted else {}
+    config = {name: st.column_config.NumberColumn(format="%.4f") for name in scores}
+    config.update({name: st.column_config.NumberColumn(format="%.1f%%") for name in shares})
     st.dataframe(pd.DataFrame([{
         "question": f"Q{q.number} {q.topic}",
         **{name: values.get(f"Q{q.number}") for name, values in scores.items()},
+        **{name: percent(values.get(f"Q{q.number}")) for name, values in shares.items()},
         "learned": f"Q{q.number} {q.topic}" in info["learned_questions"],
     } for q in QUESTIONS]), hide_index=True, width="stretch", placeholder="—",
-        column_config={name: st.column_config.NumberColumn(format="%.4f") for name in scores})
-    st.caption("— : no targets for that question in the labels, so nothing to score.")
+        column_config=config)
+    st.caption("— : no targets for that question in the labels, so nothing to score."
+               + (" Agreement: how often the model's likeliest answer is the one most "
+                  "volunteers gave, over the galaxies where most volunteers reached the "
+                  "question." if shares else ""))
 
 if os.path.abspath(loaded.path) == os.path.abspath(paths.DEFAULT_MODEL) and \
         os.path.isfile(paths.MODEL_CARD):

@@ -137,6 +137,15 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     assert done.returncode != 0 and "export changes predictions by" in done.stderr
     assert exported.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped.pt"]
+    assert raw["exported_from"] == trained.name
+    # exported again (in place, as when newer held-out scores are attached): the same weights,
+    # and still named after the run it came from
+    done = run("train.export", "--checkpoint", str(exported), "--out", str(exported), "--half",
+               "--check-images", galaxy_folder["images"])
+    assert done.returncode == 0, done.stderr
+    again = torch.load(exported, weights_only=True)
+    assert again["exported_from"] == trained.name
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in state.items())
 
     report = tmp_path / "eval.json"
     run("train.evaluate", "--checkpoint", str(exported), "--images", galaxy_folder["images"],
@@ -200,6 +209,12 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     text = card.read_text()
     assert "Accuracy on held-out galaxies" in text and f"{rmse:.4f}" in text
     assert f"{tta:.4f}" in text and "none held out" in text
+    # the card counts agreement with the volunteers' majority of the 8-view predictions
+    counted = json.load(open(reports["tta"]))["model"]["majority_agreement"]["Q1"]
+    assert info["heldout"]["model_tta"]["majority_agreement"]["Q1"]["agreement"] == \
+        pytest.approx(counted["agreement"])
+    assert "top answer = volunteers' majority" in text
+    assert f"| {100 * counted['agreement']:.1f}% (n = {counted['galaxies']}) |" in text
 
     # without --heldout an all-data model claims no accuracy at all
     bare = describe_model(load_checkpoint(str(all_data / "last.pt")))

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from galaxy_core.data import read_labels
-from galaxy_core.evaluate import evaluate, report_table, without_columns
+from galaxy_core.evaluate import evaluate, report_table
+from galaxy_core.metrics import without_columns
 from galaxy_core.metrics import rmse_report
 from galaxy_core.schema import ANSWER_COLUMNS, COLUMN_INDEX
 from tests.conftest import make_loaded
@@ -94,6 +95,15 @@ def test_mean_over_splits_and_recipe_differences():
     assert mean["model"]["per_question"]["Q1"] == pytest.approx(0.3)
     assert mean["model"]["per_question"]["Q2"] is None  # no split knows it
     assert mean["model_tta"]["rmse"] is None and mean["mean_baseline"]["rmse"] == pytest.approx(0.4)
+    assert mean["model"]["majority_agreement"]["Q1"] is None  # these splits did not count it
+    # agreement with the volunteers' majority: averaged where every split counted it
+    for split, share, galaxies in zip(splits, (0.9, 0.8), (800, 790)):
+        split["model"]["majority_agreement"] = {"Q1": {"agreement": share, "galaxies": galaxies},
+                                                "Q2": {"agreement": 0.5, "galaxies": 400}}
+    del splits[1]["model"]["majority_agreement"]["Q2"]
+    agreement = mean_over_splits(splits)["model"]["majority_agreement"]
+    assert agreement["Q1"] == {"agreement": pytest.approx(0.85), "galaxies": pytest.approx(795)}
+    assert agreement["Q2"] is None  # one split alone does not stand for the recipe
     base = {"seed": 0, "val_fraction": 0.2, "out": "a", "image_size": 160, "lr": 1e-3}
     assert recipe_differences(base, dict(base, seed=1, val_fraction=0.0, out="b")) == []
     assert recipe_differences(base, dict(base, image_size=128, lr=2e-3)) == ["image_size", "lr"]

@@ -88,6 +88,28 @@ def test_model_card_reports_the_recipes_heldout_accuracy_for_the_shipped_model()
     assert (table["held-out RMSE, 8 views"] < table["mean baseline"]).sum() == 5
 
 
+def test_model_card_shows_agreement_with_the_volunteers_majority(tmp_path):
+    """A held-out record that counted agreement (train.evaluate does since it existed) shows it
+    per question, of the 8-view predictions the app makes by default, beside the baseline."""
+    import torch
+    raw = read_checkpoint(paths.DEFAULT_MODEL)
+    for split, share in zip(raw["recipe_validation"]["splits"], (0.9, 0.8, 0.7)):
+        split["model"]["majority_agreement"] = {"Q1": {"agreement": 0.1, "galaxies": 800}}
+        split["model_tta"]["majority_agreement"] = {"Q1": {"agreement": share, "galaxies": 800}}
+        split["mean_baseline"]["majority_agreement"] = {"Q1": {"agreement": 0.5, "galaxies": 800}}
+    path = tmp_path / "runs" / "counted" / "best.pt"
+    path.parent.mkdir(parents=True)
+    torch.save(raw, path)
+    at = app("pages/model_card.py")
+    at.sidebar.selectbox[0].set_value(str(path)).run()
+    assert not at.exception and not at.error
+    table = [d.value for d in at.dataframe if "held-out RMSE" in d.value.columns][0]
+    q1 = table[table["question"] == "Q1 shape"].iloc[0]
+    assert q1["top answer = volunteers' majority"] == pytest.approx(80.0)
+    assert q1["same, always the training majority"] == pytest.approx(50.0)
+    assert table["top answer = volunteers' majority"].notna().sum() == 1  # only Q1 was counted
+
+
 def test_classify_an_upload_shows_verdict_and_37_probabilities():
     at = app("pages/classify.py")
     sample = os.path.join(paths.SAMPLE_IMAGES, sorted(os.listdir(paths.SAMPLE_IMAGES))[0])

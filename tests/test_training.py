@@ -38,6 +38,11 @@ def test_fit_lowers_the_loss_and_reports_ordered_events(galaxy_folder, tmp_path)
     assert loaded.preprocess.image_size == 32 and len(loaded.trained_columns) == 37
     best_epoch = min(history, key=lambda h: h["val_rmse"])["epoch"]
     assert loaded.meta["epoch"] == best_epoch
+    # the best epoch's scores, and the mean baseline's, count agreement with the volunteers
+    # (every validation galaxy reached Q1, the question everyone is asked)
+    best = loaded.meta["metrics"]["best"]
+    assert best["val"]["majority_agreement"]["Q1"]["galaxies"] == 4
+    assert 0 <= best["baseline_val"]["majority_agreement"]["Q1"]["agreement"] <= 1
 
 
 def test_resume_continues_from_the_last_epoch(galaxy_folder, tmp_path):

@@ -88,7 +88,10 @@ def main(argv=None) -> int:
                                                      args.heldout, args.heldout_tta)
     if args.half:
         raw["state_dict"] = half_precision_state(raw["state_dict"])
-    raw["exported_from"] = os.path.basename(os.path.dirname(os.path.abspath(args.checkpoint)))
+    # the run folder it came from; an exported file exported again (say, to attach newer
+    # held-out scores) keeps the run it names
+    raw["exported_from"] = raw.get("exported_from") or os.path.basename(
+        os.path.dirname(os.path.abspath(args.checkpoint)))
     with replacing(args.out, ".pt") as tmp:  # replaces the old file only if the check passes
         save_synced(raw, tmp)
         exported = load_checkpoint(tmp)

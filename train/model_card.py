@@ -60,6 +60,13 @@ def _tta_label(splits: list) -> str:
     return f"model + {views.pop()}-view TTA" if len(views) == 1 else "model + TTA"
 
 
+def _share(counted: dict | None, with_count: bool = True) -> str:
+    if not counted:
+        return "—"
+    share = f"{100 * counted['agreement']:.1f}%"
+    return f"{share} (n = {counted['galaxies']:.0f})" if with_count else share
+
+
 def _accuracy_section(splits: list, own: bool) -> list:
     mean = mean_over_splits(splits)
     tta = _tta_label(splits)
@@ -87,14 +94,30 @@ def _accuracy_section(splits: list, own: bool) -> list:
                      f"{_fmt(mean['model_tta']['rmse'])} | {_fmt(mean['mean_baseline']['rmse'])} |")
     learned = [q for q in QUESTIONS if mean["model"]["per_question"][f"Q{q.number}"] is not None]
     which = "mean over the splits" if len(splits) > 1 else "the validation galaxies"
+    # agreement with the volunteers' majority, of the predictions the app shows by default
+    shown = mean["model_tta"] if mean["model_tta"]["rmse"] is not None else mean["model"]
+    agreement = shown["majority_agreement"]
+    base_agreement = mean["mean_baseline"]["majority_agreement"]
+    with_agreement = any(agreement[f"Q{q.number}"] for q in learned)
     lines += ["", f"Per question ({which}):", "",
-              f"| question | model | {tta} | predict the training mean |",
-              "|---|---|---|---|"]
+              f"| question | model | {tta} | predict the training mean |"
+              + (" top answer = volunteers' majority | same, training majority |"
+                 if with_agreement else ""),
+              "|---|---|---|---|" + ("---|---|" if with_agreement else "")]
     for q in learned:
         key = f"Q{q.number}"
-        lines.append(f"| Q{q.number} {q.topic} | {_fmt(mean['model']['per_question'][key])} | "
-                     f"{_fmt(mean['model_tta']['per_question'][key])} | "
-                     f"{_fmt(mean['mean_baseline']['per_question'][key])} |")
+        row = (f"| Q{q.number} {q.topic} | {_fmt(mean['model']['per_question'][key])} | "
+               f"{_fmt(mean['model_tta']['per_question'][key])} | "
+               f"{_fmt(mean['mean_baseline']['per_question'][key])} |")
+        if with_agreement:
+            row += f" {_share(agreement[key])} | {_share(base_agreement[key], False)} |"
+        lines.append(row)
+    if with_agreement:
+        lines += ["", "Top answer = volunteers' majority: how often the likeliest answer "
+                  f"({tta if shown is mean['model_tta'] else 'model, one view'}) is the one "
+                  "most volunteers gave, over the galaxies (n) where most "
+                  "volunteers reached the question; beside it, always answering the training "
+                  "galaxies' most common answer."]
     lines += ["", f"<details><summary>Per answer ({which})</summary>", "",
               "| answer | model | TTA | mean baseline |", "|---|---|---|---|"]
     for q in learned:

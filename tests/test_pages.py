@@ -250,6 +250,14 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     assert registry.active_model_path() == jobs.state.result.best_path
     fresh = app()  # a new visitor gets the new active model
     assert fresh.sidebar.selectbox[0].value == jobs.state.result.best_path
+    # its card scores it on its own validation galaxies, agreement with the volunteers included
+    fresh.switch_page("pages/model_card.py").run()
+    assert not fresh.exception and not fresh.error
+    table = [d.value for d in fresh.dataframe if "validation RMSE" in d.value.columns][0]
+    q1 = table[table["question"] == "Q1 shape"].iloc[0]
+    counted = load_checkpoint(jobs.state.result.best_path).meta["metrics"]["best"]["val"][
+        "majority_agreement"]["Q1"]
+    assert q1["top answer = volunteers' majority"] == pytest.approx(100 * counted["agreement"])
 
 
 def unlocked_training_page(monkeypatch, epochs):

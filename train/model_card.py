@@ -101,7 +101,7 @@ def _accuracy_section(splits: list, own: bool) -> list:
     with_agreement = any(agreement[f"Q{q.number}"] for q in learned)
     lines += ["", f"Per question ({which}):", "",
               f"| question | model | {tta} | predict the training mean |"
-              + (" top answer = volunteers' majority | same, training majority |"
+              + (" top answer = volunteers' majority | same, always the training majority |"
                  if with_agreement else ""),
               "|---|---|---|---|" + ("---|---|" if with_agreement else "")]
     for q in learned:

@@ -182,6 +182,12 @@ def mean_over_splits(splits: list[dict]) -> dict:
     return summary
 
 
+def shown_by_default(mean: dict) -> dict:
+    """Of ``mean_over_splits``' reports, the one for the predictions the app and
+    ``train.predict`` make by default: the 8-view average where it was measured, else one view."""
+    return mean["model_tta"] if mean["model_tta"]["rmse"] is not None else mean["model"]
+
+
 def learning_curve_fit(sizes, rmses) -> dict | None:
     """Fit ``rmse = floor + scale * n ** -exponent`` to (training galaxies, held-out RMSE) points.
 

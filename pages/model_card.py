@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from galaxy_core import paths, registry
+from galaxy_core import evaluate, paths, registry
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.schema import QUESTIONS
 from pages.common import active_model
@@ -47,9 +47,7 @@ else:
         columns[f"held-out RMSE, {TTA_VIEWS} views"] = heldout["model_tta"]["per_question"]
     middle.metric("Mean-prediction baseline", f"{heldout['mean_baseline']['rmse']:.4f}")
     baseline = heldout["mean_baseline"]["per_question"]
-    # what the app shows by default: the 8-view predictions' agreement where it was measured
-    agreement = ((heldout["model_tta"] if tta is not None else heldout["model"])
-                 .get("majority_agreement") or {})
+    agreement = evaluate.shown_by_default(heldout).get("majority_agreement") or {}
     baseline_agreement = heldout["mean_baseline"].get("majority_agreement") or {}
 right.metric(f"Input (centre {info['crop_fraction']:.0%} of the frame)", f"{info['image_size']} px")
 st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; epoch "

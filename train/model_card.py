@@ -18,7 +18,8 @@ import os
 from galaxy_core.augment import AUGMENT_DESCRIPTIONS, TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import DataError
-from galaxy_core.evaluate import heldout_split, learning_curve_fit, mean_over_splits
+from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_splits,
+                                  shown_by_default)
 from galaxy_core.files import write_text
 from galaxy_core.schema import QUESTIONS, answer_name
 from train.common import read_json, run_cli, setup_logging
@@ -95,7 +96,7 @@ def _accuracy_section(splits: list, own: bool) -> list:
     learned = [q for q in QUESTIONS if mean["model"]["per_question"][f"Q{q.number}"] is not None]
     which = "mean over the splits" if len(splits) > 1 else "the validation galaxies"
     # agreement with the volunteers' majority, of the predictions the app shows by default
-    shown = mean["model_tta"] if mean["model_tta"]["rmse"] is not None else mean["model"]
+    shown = shown_by_default(mean)
     agreement = shown["majority_agreement"]
     base_agreement = mean["mean_baseline"]["majority_agreement"]
     with_agreement = any(agreement[f"Q{q.number}"] for q in learned)

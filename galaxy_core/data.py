@@ -54,20 +54,23 @@ def read_labels(path) -> LabelTable:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+        # the reason only, never the file's text: a labels path may name any file
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "malformed rows"
+        raise DataError(f"{path}: not a readable CSV ({reason})") from exc
     if ID_COLUMN not in frame.columns:
-        raise DataError(f"{path}: no {ID_COLUMN} column; found {list(frame.columns)[:8]}")
+        raise DataError(f"{path}: no {ID_COLUMN} column, so not a labels file (Kaggle "
+                        f"layout: {ID_COLUMN},Class1.1,...)")
     answer_columns = [c for c in frame.columns if c != ID_COLUMN]
     unknown = [c for c in answer_columns if c not in COLUMN_INDEX]
     if unknown:
-        raise DataError(f"{path}: unknown column(s) {unknown[:5]}; allowed are {ID_COLUMN} and "
-                        f"Class1.1 ... Class11.6")
+        raise DataError(f"{path}: {len(unknown)} column(s) that are not Kaggle answer "
+                        f"columns; allowed are {ID_COLUMN} and Class1.1 ... Class11.6")
     if not answer_columns:
         raise DataError(f"{path}: no answer columns (Class1.1 ... Class11.6)")
     ids = pd.to_numeric(frame[ID_COLUMN], errors="coerce")
     if ids.isna().any() or (ids % 1 != 0).any():
-        bad = frame[ID_COLUMN][ids.isna() | (ids % 1 != 0)].iloc[0]
-        raise DataError(f"{path}: {ID_COLUMN} must be whole numbers, found {bad!r}")
+        row = int(np.flatnonzero((ids.isna() | (ids % 1 != 0)).to_numpy())[0]) + 2
+        raise DataError(f"{path}: {ID_COLUMN} must be whole numbers (line {row} is not)")
     if ids.duplicated().any():
         raise DataError(f"{path}: duplicate {ID_COLUMN} {int(ids[ids.duplicated()].iloc[0])}")
     values = frame[answer_columns].apply(pd.to_numeric, errors="coerce")

@@ -1,36 +1,56 @@
 """Dataset browser: thumbnails of a labelled set, filtered and sorted by any answer column."""
 
+import logging
 import math
 import os
 
 import pandas as pd
 import streamlit as st
 
-from galaxy_core import paths
 from galaxy_core.data import DataError, image_path
+from galaxy_core.datasets import DatasetError, resolve_under
 from galaxy_core.images import ImageError
 from galaxy_core.predict import predict_image
 from galaxy_core.registry import describe_model
 from galaxy_core.schema import COLUMN_INDEX, QUESTIONS, answer_name
-from pages.common import active_model, read_labels_cached, thumb
+from pages.common import (active_model, configured_datasets, dataset_picker, is_admin,
+                          read_labels_cached, thumb)
+
+log = logging.getLogger("galaxy_app")
 
 PAGE_SIZE = 24
 OPERATORS = {">": lambda s, v: s > v, ">=": lambda s, v: s >= v, "<": lambda s, v: s < v,
              "<=": lambda s, v: s <= v}
 
 st.title("🗂️ Dataset browser")
-with st.expander("Data source", expanded=False):
-    st.caption("Any folder in the Kaggle layout: a labels CSV (GalaxyID + answer columns) and a "
-               "folder of <GalaxyID>.jpg. Default: the shipped sample galaxies.")
-    labels_path = st.text_input("Labels CSV", paths.SAMPLE_LABELS)
-    images_dir = st.text_input("Image folder", paths.SAMPLE_IMAGES)
+dataset = dataset_picker("Dataset", key="browse_dataset")
+labels_path, images_dir = dataset.labels, dataset.images
+if is_admin():
+    with st.expander("Another folder inside the dataset folders (maintainers)"):
+        st.caption("A labels CSV and an image folder in the Kaggle layout (<GalaxyID>.jpg), "
+                   "inside one of the configured dataset folders.")
+        typed_labels = st.text_input("Labels CSV", "", key="browse_labels")
+        typed_images = st.text_input("Image folder", "", key="browse_images")
+        try:
+            if typed_labels:
+                labels_path = resolve_under(configured_datasets(), typed_labels, "file")
+            if typed_images:
+                images_dir = resolve_under(configured_datasets(), typed_images, "dir")
+        except DatasetError as exc:
+            st.error(f"{exc}.")
+            st.stop()
 
 try:
     frame = read_labels_cached(labels_path)
     if not os.path.isdir(images_dir):
-        raise DataError(f"image folder not found: {images_dir}")
+        raise DataError("its image folder is missing")
 except DataError as exc:
-    st.error(f"{exc}. Check the paths under 'Data source'.")
+    if is_admin():
+        st.error(f"{exc}.")
+    else:
+        log.warning("dataset %r cannot be read: %s", dataset.name, exc)
+        st.error(f"The dataset {dataset.name!r} cannot be read right now; the maintainers "
+                 "have been told in the server log.")
     st.stop()
 
 columns = [c for c in frame.columns if c != "GalaxyID"]

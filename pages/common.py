@@ -1,8 +1,14 @@
-"""What every page shares: the Streamlit cache wrappers, the active model, and charts.
+"""What every page shares: the Streamlit cache wrappers, who the visitor is, the datasets,
+the model in use, and charts.
 
 This is the only module that owns ``st.cache_resource`` / ``st.cache_data``. Models load once
 per checkpoint file (the cache key includes its modification time and size, so a retrained
 file is reloaded) and are shared by all sessions; ``LoadedModel.lock`` serialises their use.
+
+Access (``galaxy_core.access``): ``session_access()`` decides once per run of a page whether
+this visitor is an admin; ``admin_gate()`` is how a page puts an action behind that rule.
+Model rule: a session uses the app-wide active model, unless an admin in that session picked
+another in the sidebar; the sidebar always names the model the page uses.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from galaxy_core import paths, registry
+from galaxy_core import access, datasets, paths, registry
 from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
@@ -28,7 +35,9 @@ log = logging.getLogger("galaxy_app")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]
 UPLOAD_LIMIT_TEXT = (f"JPEG, PNG, TIFF, BMP or WebP, up to {MAX_BYTES // (1024 * 1024)} MB and "
                      f"40 megapixels each")
-MODEL_KEY = "model_path"
+MODEL_KEY = "model_path"  # an admin's explicit pick; absent: follow the app's active model
+UNLOCKED_KEY = "admin_unlocked"
+FOLLOW = ""  # the picker's "follow the app's active model" option
 
 
 # ---- cached resources -------------------------------------------------------------------
@@ -78,39 +87,153 @@ def read_labels_cached(path: str) -> pd.DataFrame:
     return labels_frame(path, os.path.getmtime(path))
 
 
-# ---- the active model -------------------------------------------------------------------
+# ---- who the visitor is ------------------------------------------------------------------
+
+def configured_password() -> str | None:
+    if os.environ.get(access.PASSWORD_ENV):
+        return os.environ[access.PASSWORD_ENV]
+    try:
+        return st.secrets.get("admin_password")
+    except Exception:  # no secrets file at all
+        return None
+
+
+def current_visitor() -> access.Visitor:
+    """The TCP peer and headers of the request that opened this session. Streamlit's public
+    ``st.context.ip_address`` reports loopback and "unknown" alike as None, so the peer is read
+    from the session's client context (checked against the pinned Streamlit by
+    tests/test_publish.py); anything unexpected makes the visitor a stranger."""
+    try:
+        from streamlit.runtime.context import _get_client_context
+        client = _get_client_context()
+        peer = client.remote_ip if client is not None else None
+        headers = [(str(k), str(v)) for k, v in client.headers] if client is not None else []
+    except Exception:  # a Streamlit without these internals: nobody is proven local
+        log.warning("cannot read the connection's address; every visitor is a stranger")
+        return access.Visitor(peer=None)
+    if not isinstance(peer, str):  # no connection (AppTest's stand-in runtime, bare mode)
+        return access.Visitor(peer=None)
+    return access.Visitor.from_headers(peer, headers)
+
+
+@st.cache_resource
+def password_throttle() -> access.PasswordThrottle:
+    """One throttle per server process, shared by every session."""
+    return access.PasswordThrottle()
+
+
+def trusted_proxies() -> frozenset[str]:
+    return access.trusted_proxies(os.environ.get(access.TRUSTED_PROXIES_ENV))
+
+
+def session_access() -> access.Access:
+    return access.decide(current_visitor(), configured_password(),
+                         bool(st.session_state.get(UNLOCKED_KEY)), trusted_proxies())
+
+
+def is_admin() -> bool:
+    return session_access().admin
+
+
+def who() -> str:
+    """How the activation log names this session's admin."""
+    client = current_visitor().client_key(trusted_proxies())
+    return f"{'local visitor' if session_access().local else 'admin password'} ({client})"
+
+
+def admin_gate(action: str) -> bool:
+    """True for an admin. Otherwise say why ``action`` is locked, offer the password form when
+    a password is set (throttled per session and per client), and return False."""
+    standing = session_access()
+    if standing.admin:
+        return True
+    st.warning(f"{action} is for the app's maintainers: {standing.reason}.")
+    if standing.can_unlock:
+        visitor = current_visitor()
+        context = get_script_run_ctx()
+        keys = (f"session:{context.session_id if context else 'unknown'}",
+                f"client:{visitor.client_key(trusted_proxies())}")
+        with st.form("unlock"):
+            password = st.text_input("Admin password", type="password")
+            if st.form_submit_button("Unlock"):
+                accepted, message = password_throttle().try_password(
+                    configured_password(), password, *keys)
+                if accepted:
+                    st.session_state[UNLOCKED_KEY] = True
+                    log.info("admin password accepted for client %s", visitor.client_key())
+                    st.rerun()
+                log.warning("refused admin password attempt from client %s", visitor.client_key())
+                st.error(message)
+    return False
+
+
+# ---- datasets -----------------------------------------------------------------------------
+
+def configured_datasets() -> list[datasets.Dataset]:
+    try:
+        extra = dict(st.secrets.get("datasets") or {})
+    except Exception:  # no secrets file at all
+        extra = {}
+    return datasets.configured(extra=extra)
+
+
+def dataset_picker(label: str, key: str, labelled: bool = True) -> datasets.Dataset:
+    """A selectbox of the configured datasets, by name (the only way a visitor picks data)."""
+    found = [d for d in configured_datasets() if d.labelled or not labelled]
+    names = [d.name for d in found]
+    name = st.selectbox(label, names, key=key,
+                        help="The shipped samples, plus the datasets the maintainers set up "
+                             f"({datasets.DATASETS_ENV}).")
+    return datasets.by_name(found, name)
+
+
+# ---- the model in use ----------------------------------------------------------------------
+
+def model_in_use() -> str:
+    """The checkpoint this session uses: an admin's explicit pick, else the app's active one."""
+    pick = st.session_state.get(MODEL_KEY)
+    if pick and is_admin():
+        return pick
+    return registry.active_model_path()
+
 
 def active_model() -> LoadedModel | None:
-    """The model this session uses (the sidebar's choice); None with an error shown."""
-    path = st.session_state.get(MODEL_KEY) or registry.active_model_path()
+    """The model this session uses; None with an error shown."""
     try:
-        return get_model(path)
+        return get_model(model_in_use())
     except (CheckpointError, OSError) as exc:
         st.error(f"The selected model cannot be used: {exc}")
         return None
 
 
 def model_sidebar() -> None:
-    """The model picker and summary in the sidebar, shared by every page."""
-    options = registry.available_checkpoints()
+    """The model in use, named and described in the sidebar; admins may pick another for their
+    own session."""
     active = registry.active_model_path()
-    if active not in options and os.path.isfile(active):
-        options.insert(0, active)
     with st.sidebar:
         st.subheader("Model")
-        if not options:
-            st.error("No model found. Train one on the Train page or restore "
-                     f"{os.path.relpath(paths.DEFAULT_MODEL, paths.PROJECT_ROOT)}.")
+        if not os.path.isfile(active):
+            st.error("No model found. Restore the shipped model "
+                     f"({os.path.relpath(paths.DEFAULT_MODEL, paths.PROJECT_ROOT)}).")
             return
-        current = st.session_state.get(MODEL_KEY)
-        index = options.index(current) if current in options else \
-            (options.index(active) if active in options else 0)
-        choice = st.selectbox("Active checkpoint", options, index=index,
-                              format_func=registry.model_label, key="model_picker")
-        st.session_state[MODEL_KEY] = choice
+        if is_admin():
+            options = [FOLLOW] + registry.available_checkpoints()
+            current = st.session_state.get(MODEL_KEY) or FOLLOW
+            choice = st.selectbox(
+                "Model for this session", options,
+                index=options.index(current) if current in options else 0,
+                format_func=lambda p: (f"the app's model ({registry.model_label(active)})"
+                                       if p == FOLLOW else registry.model_label(p)),
+                key="model_picker",
+                help="Admins only. The app's model is what every visitor gets; another pick "
+                     "applies to this browser session alone.")
+            st.session_state[MODEL_KEY] = choice
         loaded = active_model()
         if loaded is None:
             return
+        used = registry.model_label(loaded.path)
+        follows = "the app's model" if model_in_use() == active else "this session's pick"
+        st.markdown(f"**In use:** {used} ({follows})")
         info = registry.describe_model(loaded)
         st.caption(f"ResNet18, {info['head']} head, {info['image_size']} px input · trained "
                    f"{info['created'][:10]} on {info['data']} · {info['accuracy']}")

@@ -7,41 +7,21 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core import paths, registry
-from galaxy_core.access import PASSWORD_ENV, training_access
 from galaxy_core.checkpoint import CheckpointError, resumed_config
 from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, PRECISIONS, SCHEDULES,
                                 TrainConfig, field_defaults, field_help)
 from galaxy_core.device import bfloat16_warning, describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
 from galaxy_core.jobs import JobBusy
-from pages.common import active_model, training_jobs
+from pages.common import (active_model, admin_gate, dataset_picker, get_model, session_access,
+                          training_jobs, who)
 
 st.title("🛠️ Train a model")
 
-
-def configured_password():
-    if os.environ.get(PASSWORD_ENV):
-        return os.environ[PASSWORD_ENV]
-    try:
-        return st.secrets.get("admin_password")
-    except Exception:  # no secrets file at all
-        return None
-
-
-configured = configured_password()
-entered = st.session_state.get("admin_password_entered")
-allowed, reason = training_access(st.get_option("server.address"), configured, entered)
-if not allowed:
-    st.warning(f"Training is locked: {reason}.")
-    if configured:
-        with st.form("unlock"):
-            password = st.text_input("Admin password", type="password")
-            if st.form_submit_button("Unlock"):
-                st.session_state["admin_password_entered"] = password
-                st.rerun()
+if not admin_gate("Training"):
     st.stop()
 here = select_device("auto")  # where a run started from this page trains
-st.caption(f"Unlocked: {reason}. Runs on {describe(here)}.")
+st.caption(f"Unlocked: {session_access().reason}. Runs on {describe(here)}.")
 
 jobs = training_jobs()
 
@@ -79,10 +59,8 @@ if st.button("Use the selected model's recipe", disabled=not recipe,
     st.toast("Form filled with the selected model's recipe")
 
 with st.form("train_config"):
-    st.markdown("**Data** (Kaggle layout: labels CSV + folder of <GalaxyID>.jpg)")
-    data_left, data_right = st.columns(2)
-    labels = data_left.text_input("Labels CSV", paths.SAMPLE_LABELS, key="train_labels")
-    images = data_right.text_input("Image folder", paths.SAMPLE_IMAGES, key="train_images")
+    dataset = dataset_picker("Training data (a configured dataset)", key="train_dataset")
+    labels, images = dataset.labels, dataset.images
     c1, c2, c3, c4 = st.columns(4)
     c1.number_input("Subset size (0 = all)", 0, 10_000_000, key=key("subset"))
     c2.slider("Validation fraction", 0.0, 0.5, step=0.05, key=key("val_fraction"))
@@ -190,17 +168,61 @@ def progress_panel():
                      hide_index=True, width="stretch")
     result = state.result
     if result is not None and result.best_path:
-        st.success(f"Best checkpoint: {result.best_path}")
-        if st.button("Make it the app's active model", key="activate"):
-            try:
-                registry.set_active_model(result.best_path)
-            except CheckpointError as exc:
-                st.error(str(exc))
-            else:
-                # forget this session's pick so the sidebar follows the new active model
-                for key in ("model_path", "model_picker"):
-                    st.session_state.pop(key, None)
-                st.rerun()
+        st.success(f"Best checkpoint: {registry.model_label(result.best_path)}. Review it under "
+                   "**Models** below before making it the app's model.")
+
+
+def review_table(review: registry.Review) -> pd.DataFrame:
+    def row(name, score):
+        return {"model": name, "held-out RMSE": score.rmse, "mean baseline": score.baseline,
+                "scored on": score.what}
+    return pd.DataFrame([row("candidate", review.candidate), row("app's model now",
+                                                                 review.current)])
+
+
+def models_panel():
+    """Activate a checkpoint for every visitor (after a review), or restore the shipped one."""
+    st.subheader("Models")
+    active = registry.active_model_path()
+    st.markdown(f"Every visitor now gets: **{registry.model_label(active)}**")
+    candidates = [p for p in registry.available_checkpoints() if p != active]
+    if candidates:
+        path = st.selectbox("Candidate", candidates, format_func=registry.model_label,
+                            key="activate_candidate")
+        try:
+            review = registry.activation_review(get_model(path), get_model(active))
+        except (CheckpointError, OSError) as exc:
+            st.error(f"That checkpoint cannot be used: {exc}")
+        else:
+            st.dataframe(review_table(review), hide_index=True, width="stretch",
+                         column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                        for c in ("held-out RMSE", "mean baseline")})
+            st.caption("Lower is better. The two RMSEs may come from different galaxies; the "
+                       "baseline predicts every galaxy's answers as the training mean.")
+            confirmed = True
+            for problem in review.problems:
+                st.warning(f"Careful: {problem}.")
+            if review.problems:
+                confirmed = st.checkbox("I have read this and want to activate it anyway",
+                                        key="activate_confirm")
+            if st.button("Activate for every visitor", key="activate", disabled=not confirmed):
+                try:
+                    registry.set_active_model(path, by=who(), confirm=confirmed)
+                except (CheckpointError, registry.ActivationRefused) as exc:
+                    st.error(str(exc))
+                else:
+                    st.toast(f"{registry.model_label(path)} is now the app's model")
+                    st.rerun()
+    if active != paths.DEFAULT_MODEL:
+        if st.button("Restore the shipped model", key="restore_shipped"):
+            registry.restore_shipped(by=who())
+            st.rerun()
+    history = registry.activation_log()
+    if history:
+        with st.expander(f"Activation log ({len(history)})"):
+            st.dataframe(pd.DataFrame(history[::-1])[["time", "action", "model", "previous",
+                                                      "by"]], hide_index=True, width="stretch")
 
 
 progress_panel()
+models_panel()

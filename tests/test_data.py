@@ -38,7 +38,7 @@ def test_partial_columns_and_empty_cells_are_nan_not_zero(tmp_path):
 
 @pytest.mark.parametrize("frame, message", [
     (pd.DataFrame({"ID": [1], "Class1.1": [0.5]}), "no GalaxyID column"),
-    (pd.DataFrame({"GalaxyID": [1], "Class99.1": [0.5]}), "unknown column"),
+    (pd.DataFrame({"GalaxyID": [1], "Class99.1": [0.5]}), "not Kaggle answer columns"),
     (pd.DataFrame({"GalaxyID": [1]}), "no answer columns"),
     (pd.DataFrame({"GalaxyID": ["abc"], "Class1.1": [0.5]}), "whole numbers"),
     (pd.DataFrame({"GalaxyID": [1, 1], "Class1.1": [0.5, 0.5]}), "duplicate"),

@@ -9,6 +9,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from galaxy_core import paths
+from galaxy_core.access import Visitor
 from galaxy_core.checkpoint import load_checkpoint, read_checkpoint
 from tests.conftest import galaxy_image
 
@@ -17,11 +18,29 @@ PAGES = ["pages/home.py", "pages/classify.py", "pages/gradcam.py", "pages/browse
          "pages/model_card.py", "pages/train.py"]
 
 
+LOCAL = Visitor("127.0.0.1", {"host": "localhost:8501"})
+
+
 @pytest.fixture(autouse=True)
 def isolated_runs(tmp_path, monkeypatch):
-    """Training page runs and the active-model file go to a temporary folder."""
+    """Training page runs and the active-model file go to a temporary folder; no password,
+    dataset or trusted proxy is configured, and no earlier test's password attempts count."""
     monkeypatch.setattr(paths, "RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.delenv("GALAXY_ADMIN_PASSWORD", raising=False)
+    for name in ("GALAXY_ADMIN_PASSWORD", "GALAXY_DATASETS", "GALAXY_TRUSTED_PROXIES"):
+        monkeypatch.delenv(name, raising=False)
+    from pages.common import password_throttle
+    password_throttle.clear()
+
+
+@pytest.fixture
+def visitor(monkeypatch):
+    """Sets who this session's request came from. AppTest has no connection, so without this
+    every session is a stranger whose address is unknown (as a real stranger's would be)."""
+    import pages.common
+
+    def as_(who: Visitor):
+        monkeypatch.setattr(pages.common, "current_visitor", lambda: who)
+    return as_
 
 
 @pytest.fixture(autouse=True)
@@ -62,12 +81,17 @@ def test_every_page_renders_without_exception(page):
     assert not at.error, [e.value for e in at.error]
 
 
+def in_use(at) -> str:
+    return next(m.value for m in at.sidebar.markdown if m.value.startswith("**In use:**"))
+
+
 def test_sidebar_shows_the_active_model_and_what_it_did_not_learn():
     at = app()
     captions = " ".join(c.value for c in at.sidebar.caption)
     # the shipped model was trained on all 4000 galaxies: its accuracy is its recipe's, held out
     assert "held-out RMSE" in captions and "Not learned" in captions
-    assert at.sidebar.selectbox[0].value == paths.DEFAULT_MODEL
+    assert in_use(at) == "**In use:** shipped model (the app's model)"
+    assert not at.sidebar.selectbox  # a visitor cannot swap the model
 
 
 def test_model_card_reports_the_recipes_heldout_accuracy_for_the_shipped_model():
@@ -88,7 +112,7 @@ def test_model_card_reports_the_recipes_heldout_accuracy_for_the_shipped_model()
     assert (table["held-out RMSE, 8 views"] < table["mean baseline"]).sum() == 5
 
 
-def test_model_card_shows_agreement_with_the_volunteers_majority(tmp_path):
+def test_model_card_shows_agreement_with_the_volunteers_majority(tmp_path, visitor):
     """A held-out record that counted agreement (train.evaluate does since it existed) shows it
     per question, of the 8-view predictions the app makes by default, beside the baseline."""
     import torch
@@ -100,6 +124,7 @@ def test_model_card_shows_agreement_with_the_volunteers_majority(tmp_path):
     path = tmp_path / "runs" / "counted" / "best.pt"
     path.parent.mkdir(parents=True)
     torch.save(raw, path)
+    visitor(LOCAL)  # a maintainer looks at a model before activating it
     at = app("pages/model_card.py")
     at.sidebar.selectbox[0].set_value(str(path)).run()
     assert not at.exception and not at.error
@@ -206,17 +231,31 @@ def test_browser_filters_and_shows_labels_beside_predictions():
     assert any("fits its training data" in c.value for c in at.caption)
 
 
-def test_browser_reports_a_missing_folder():
+def test_browser_reports_a_broken_dataset_without_its_path_or_contents(
+        tmp_path, monkeypatch, visitor):
+    root = tmp_path / "vanishing"
+    (root / "images").mkdir(parents=True)
+    galaxy_image(1).save(root / "images" / "1.jpg")
+    (root / "labels.csv").write_text("GalaxyID,Class1.1\n1,0.5\n")
+    monkeypatch.setenv("GALAXY_DATASETS", f"Vanishing={root}")
     at = app("pages/browse.py")
-    next(t for t in at.text_input if t.label == "Labels CSV").set_value("/nowhere/labels.csv").run()
+    at.selectbox(key="browse_dataset").set_value("Vanishing").run()
+    assert not at.exception and not at.error
+    (root / "labels.csv").write_text("SECRET=hunter2\n")  # replaced by something else
+    at.run()
     assert not at.exception
-    assert "not found" in at.error[0].value
+    assert "cannot be read right now" in at.error[0].value and str(root) not in at.error[0].value
+    visitor(LOCAL)  # a maintainer sees why, but not the file's contents
+    at.run()
+    assert "no GalaxyID column" in at.error[0].value and "hunter2" not in at.error[0].value
 
 
-def test_training_is_locked_on_a_public_server_without_password():
+def test_training_is_locked_for_a_stranger_without_password():
     at = app("pages/train.py")
-    assert "locked" in at.warning[0].value
-    assert not at.get("form") or not any(b.label == "Start training" for b in at.button)
+    assert "for the app's maintainers" in at.warning[0].value
+    assert "no admin password is set" in at.warning[0].value
+    assert not at.text_input  # nothing to unlock with
+    assert not any(b.label == "Start training" for b in at.button)
 
 
 def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
@@ -224,10 +263,11 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     at = app("pages/train.py")
     at.text_input[0].set_value("wrong").run()
     at.button[0].click().run()
-    assert "wrong password" in at.warning[0].value
+    assert at.error[0].value == "wrong password"
     at.text_input[0].set_value("s3cret").run()
     at.button[0].click().run()
     assert not at.warning
+    assert "s3cret" not in str(at.session_state)  # never kept
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_image_size").set_value(32)
     at.number_input(key="train_batch_size").set_value(16)
@@ -245,11 +285,19 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
         "adamw", 0.05, "bfloat16")
     at.run()
     assert any("Best checkpoint" in s.value for s in at.success)
-    next(b for b in at.button if b.label.startswith("Make it")).click().run()
+    # a 1-epoch 32 px run is no better than the mean: activating it takes an explicit yes
     from galaxy_core import registry
-    assert registry.active_model_path() == jobs.state.result.best_path
-    fresh = app()  # a new visitor gets the new active model
-    assert fresh.sidebar.selectbox[0].value == jobs.state.result.best_path
+    best = jobs.state.result.best_path
+    assert at.selectbox(key="activate_candidate").value == best
+    assert any("no better than predicting the mean" in w.value for w in at.warning)
+    assert at.button(key="activate").disabled
+    at.checkbox(key="activate_confirm").check().run()
+    at.button(key="activate").click().run()
+    assert not at.exception and not at.error
+    assert registry.active_model_path() == best
+    assert registry.activation_log()[-1]["by"] == "admin password (unknown)"
+    fresh = app()  # a new visitor gets the new active model, and the sidebar says so
+    assert in_use(fresh).startswith(f"**In use:** {registry.model_label(best)} (the app's")
     # its card scores it on its own validation galaxies, agreement with the volunteers included
     fresh.switch_page("pages/model_card.py").run()
     assert not fresh.exception and not fresh.error
@@ -258,6 +306,10 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     counted = load_checkpoint(jobs.state.result.best_path).meta["metrics"]["best"]["val"][
         "majority_agreement"]["Q1"]
     assert q1["top answer = volunteers' majority"] == pytest.approx(100 * counted["agreement"])
+    # one step back to the shipped model, for every visitor
+    at.button(key="restore_shipped").click().run()
+    assert registry.active_model_path() == paths.DEFAULT_MODEL
+    assert in_use(app()).startswith("**In use:** shipped model")
 
 
 def unlocked_training_page(monkeypatch, epochs):
@@ -291,19 +343,43 @@ def test_a_run_fine_tunes_the_shipped_model_and_a_wrong_head_is_reported(monkeyp
     assert recipe["init_from"] == paths.DEFAULT_MODEL and recipe["image_size"] == 32
 
 
-def test_loopback_server_is_unlocked_without_password():
-    from streamlit import config
-    previous = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
-    try:
-        at = app("pages/train.py")
-    finally:
-        config.set_option("server.address", previous)
+def test_a_local_visitor_trains_without_password_and_a_proxied_one_is_locked(
+        visitor, monkeypatch):
+    visitor(LOCAL)
+    at = app("pages/train.py")
     assert not at.warning
     assert any(b.label == "Start training" for b in at.button)
+    # the same loopback peer, but through a reverse proxy / tunnel, or under a foreign name
+    for stranger in (Visitor("127.0.0.1", {"host": "localhost:8501",
+                                           "x-forwarded-for": "203.0.113.7"}),
+                     Visitor("127.0.0.1", {"host": "localhost", "forwarded": "for=1.2.3.4"}),
+                     Visitor("127.0.0.1", {"host": "localhost", "x-real-ip": "1.2.3.4"}),
+                     Visitor("127.0.0.1", {"host": "rebound.example.org:8501"})):
+        visitor(stranger)
+        at = app("pages/train.py")
+        assert "for the app's maintainers" in at.warning[0].value, stranger
+        assert not any(b.label in ("Start training", "Stop") for b in at.button)
+        assert not at.sidebar.selectbox  # nor a model of its own choosing
 
 
-def test_a_broken_checkpoint_in_runs_is_reported_and_the_app_keeps_working(tmp_path):
+def test_wrong_passwords_are_throttled(monkeypatch):
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "s3cret")
+    at = app("pages/train.py")
+    messages = []
+    for _ in range(4):
+        at.text_input[0].set_value("guess").run()
+        at.button[0].click().run()
+        messages.append(at.error[0].value)
+    assert messages[:2] == ["wrong password", "wrong password"]
+    assert "next try in" in messages[2] and "too many wrong passwords" in messages[3]
+    at.text_input[0].set_value("s3cret").run()
+    at.button[0].click().run()
+    assert "too many wrong passwords" in at.error[0].value  # even the right one waits
+    assert not any(b.label == "Start training" for b in at.button)
+
+
+def test_a_broken_checkpoint_in_runs_is_reported_and_the_app_keeps_working(tmp_path, visitor):
+    visitor(LOCAL)  # only an admin may pick a model other than the app's
     broken = tmp_path / "runs" / "bad-run"
     broken.mkdir(parents=True)
     (broken / "best.pt").write_bytes(b"this is not a checkpoint")
@@ -311,22 +387,17 @@ def test_a_broken_checkpoint_in_runs_is_reported_and_the_app_keeps_working(tmp_p
     at.sidebar.selectbox[0].set_value(str(broken / "best.pt")).run()
     assert not at.exception
     assert any("not a readable PyTorch checkpoint" in e.value for e in at.error)
-    at.sidebar.selectbox[0].set_value(paths.DEFAULT_MODEL).run()
+    at.sidebar.selectbox[0].set_value("").run()  # back to following the app's model
     at.button[0].click().run()
     assert len(verdicts(at)) == 4
     assert (broken / "best.pt").read_bytes() == b"this is not a checkpoint"
 
 
-def test_training_form_takes_the_selected_models_recipe():
-    from streamlit import config
-    previous = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
-    try:
-        at = app("pages/train.py")
-        assert at.number_input(key="train_epochs").value == 10
-        next(b for b in at.button if b.label == "Use the selected model's recipe").click().run()
-    finally:
-        config.set_option("server.address", previous)
+def test_training_form_takes_the_selected_models_recipe(visitor):
+    visitor(LOCAL)
+    at = app("pages/train.py")
+    assert at.number_input(key="train_epochs").value == 10
+    next(b for b in at.button if b.label == "Use the selected model's recipe").click().run()
     assert not at.exception and not at.error
     recipe = load_checkpoint(paths.DEFAULT_MODEL).meta["train_config"]
     assert at.number_input(key="train_epochs").value == recipe["epochs"]
@@ -385,22 +456,75 @@ def test_stop_button_cancels_a_running_job(monkeypatch):
     assert jobs.state.status == "cancelled"
 
 
-def test_browser_pages_through_a_full_kaggle_sized_table(tmp_path):
+def test_browser_pages_through_a_full_kaggle_sized_table(tmp_path, monkeypatch):
     """61,578 rows (the Kaggle training set's size): only one page of thumbnails is read."""
     import pandas as pd
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"GalaxyID": np.arange(100000, 100000 + 61578),
                           "Class1.1": rng.random(61578).round(4)})
-    labels = tmp_path / "big.csv"
+    labels = tmp_path / "labels.csv"
     frame.to_csv(labels, index=False)
     images = tmp_path / "images"
     images.mkdir()
     for galaxy_id in frame["GalaxyID"][:3]:
         galaxy_image(int(galaxy_id)).save(images / f"{galaxy_id}.jpg")
+    monkeypatch.setenv("GALAXY_DATASETS", f"Kaggle-sized={tmp_path}")
     at = app("pages/browse.py")
-    next(t for t in at.text_input if t.label == "Labels CSV").set_value(str(labels)).run()
-    next(t for t in at.text_input if t.label == "Image folder").set_value(str(images)).run()
+    at.selectbox(key="browse_dataset").set_value("Kaggle-sized").run()
     assert not at.exception
     page_label = next(n for n in at.number_input if n.label.startswith("Page")).label
     assert "of 2566;" in page_label and "61578 of 61578" in page_label
     assert len(at.get("imgs")) <= 24 or len(at.image) <= 24
+
+
+def page_text(at) -> str:
+    """Every text a page shows (markdown, captions, alerts, labels), to search for leaks."""
+    parts = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "text", "code",
+                 "title", "subheader"):
+        parts += [str(getattr(e, "value", "")) for e in at.get(kind)]
+    parts += [str(getattr(w, "label", "")) for w in at.get("text_input")]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_stranger_sees_no_box_to_type_a_path_in(page, monkeypatch):
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "hunter2-secret")
+    at = app(page)
+    assert not at.exception
+    assert [t.label for t in at.text_input] in ([], ["Admin password"])
+    assert "hunter2-secret" not in page_text(at)
+
+
+@pytest.mark.parametrize("probe", ["/proc/self/environ", "/etc/passwd",
+                                   os.path.join(paths.PROJECT_ROOT, ".streamlit", "secrets.toml"),
+                                   os.path.join(paths.SAMPLE_IMAGES, "..", "..", "..", "README.md"),
+                                   "../../../../etc/passwd"])
+def test_a_maintainers_path_boxes_refuse_anything_outside_the_datasets(probe, monkeypatch,
+                                                                       visitor, tmp_path):
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "hunter2-secret")
+    visitor(LOCAL)
+    at = app("pages/browse.py")
+    at.text_input(key="browse_labels").set_value(probe).run()
+    assert not at.exception
+    assert "outside the configured dataset folders" in at.error[0].value
+    assert "hunter2-secret" not in page_text(at) and "root:" not in page_text(at)
+    at.text_input(key="browse_labels").set_value("").run()
+    at.text_input(key="browse_images").set_value(os.path.dirname(probe) or "/").run()
+    assert at.error and not at.get("image")  # no thumbnails from outside
+
+
+def test_a_symlink_out_of_a_dataset_is_refused(monkeypatch, visitor, tmp_path):
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "labels.csv").write_text("GalaxyID,Class1.1\n1,0.5\n")
+    (tmp_path / "private.csv").write_text("GalaxyID,Class1.1\n7,0.25\n")
+    (root / "sneaky.csv").symlink_to(tmp_path / "private.csv")
+    monkeypatch.setenv("GALAXY_DATASETS", f"Data={root}")
+    visitor(LOCAL)
+    at = app("pages/browse.py")
+    at.text_input(key="browse_labels").set_value(str(root / "sneaky.csv")).run()
+    assert "outside the configured dataset folders" in at.error[0].value
+    at.text_input(key="browse_labels").set_value(str(root / "images" / ".." / "labels.csv")).run()
+    assert not any("outside" in e.value for e in at.error)  # inside its root: fine
+    assert any("1 of 1 galaxies" in n.label for n in at.number_input)

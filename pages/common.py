@@ -153,7 +153,7 @@ def admin_gate(action: str) -> bool:
         context = get_script_run_ctx()
         keys = (f"session:{context.session_id if context else 'unknown'}",
                 f"client:{visitor.client_key(trusted_proxies())}")
-        with st.form("unlock"):
+        with st.form("unlock", clear_on_submit=True):
             password = st.text_input("Admin password", type="password")
             if st.form_submit_button("Unlock"):
                 accepted, message = password_throttle().try_password(

@@ -7,6 +7,7 @@ import streamlit as st
 
 from galaxy_core import evaluate, paths, registry
 from galaxy_core.augment import TTA_VIEWS
+from galaxy_core.card import card_blocks
 from galaxy_core.schema import QUESTIONS
 from pages.common import active_model
 
@@ -16,7 +17,12 @@ if loaded is None:
     st.stop()
 
 info = registry.describe_model(loaded)
-st.subheader(f"Active model: {registry.model_label(loaded.path)}")
+shipped = os.path.abspath(loaded.path) == os.path.abspath(paths.DEFAULT_MODEL)
+st.markdown(f"**{registry.model_label(loaded.path)}**: a ResNet18 that predicts the share of "
+            "Galaxy Zoo volunteers who would give each answer. Lower RMSE is better; predicting "
+            "every galaxy as the average galaxy (the *mean-prediction baseline*) is the bar to "
+            "beat.")
+st.subheader("How good is it?")
 heldout = info["heldout"]
 own = info["val_rmse"] is not None
 best = ((loaded.meta.get("metrics") or {}).get("best") or {})
@@ -67,20 +73,61 @@ if any(columns.values()):
     shares = {AGREES: agreement, AGREES_BASELINE: baseline_agreement} if counted else {}
     config = {name: st.column_config.NumberColumn(format="%.4f") for name in scores}
     config.update({name: st.column_config.NumberColumn(format="%.1f%%") for name in shares})
+    scored = [q for q in QUESTIONS if any(values.get(f"Q{q.number}") is not None
+                                          for values in scores.values())]
     st.dataframe(pd.DataFrame([{
         "question": f"Q{q.number} {q.topic}",
         **{name: values.get(f"Q{q.number}") for name, values in scores.items()},
         **{name: percent(values.get(f"Q{q.number}")) for name, values in shares.items()},
-        "learned": f"Q{q.number} {q.topic}" in info["learned_questions"],
-    } for q in QUESTIONS]), hide_index=True, width="stretch", placeholder="—",
+    } for q in scored]), hide_index=True, width="stretch", placeholder="—",
         column_config=config)
-    st.caption("— : no targets for that question in the labels, so nothing to score."
+    unscored = [f"Q{q.number} {q.topic}" for q in QUESTIONS if q not in scored]
+    st.caption((f"Not scored (no targets in the labels): {', '.join(unscored)}. "
+                if unscored else "") + "— : nothing to score."
                + (" Agreement: how often the model's likeliest answer is the one most "
                   "volunteers gave, over the galaxies where most volunteers reached the "
                   "question." if shares else ""))
 
-if os.path.abspath(loaded.path) == os.path.abspath(paths.DEFAULT_MODEL) and \
-        os.path.isfile(paths.MODEL_CARD):
-    st.markdown(open(paths.MODEL_CARD, encoding="utf-8").read())
+PLOTS = [("rmse_per_question.png", "RMSE per question against the mean-prediction baseline"),
+         ("pred_vs_true.png", "Predicted against volunteer fraction, per learned answer")]
+plots = [(os.path.join(os.path.dirname(paths.DEFAULT_MODEL), name), caption)
+         for name, caption in PLOTS]
+if shipped and all(os.path.isfile(path) for path, _ in plots):
+    for column, (path, caption) in zip(st.columns(2), plots):
+        column.image(path, caption=f"{caption} (split 0's 800 held-out galaxies, one view)",
+                     width="stretch")
+
+st.subheader("What was it trained on?")
+st.markdown(f"{info['data'].capitalize()}; learned "
+            f"{', '.join(info['learned_questions']) or 'nothing'}.")
+
+st.subheader("What it cannot do")
+card = []
+if shipped and os.path.isfile(paths.MODEL_CARD):
+    with open(paths.MODEL_CARD, encoding="utf-8") as handle:
+        card = card_blocks(handle.read())
+limits = [b for b in card if b.title == "Limits"]
+if limits:
+    st.markdown(limits[0].markdown)
+else:
+    st.markdown(
+        ("- Not learned (no training targets): " + ", ".join(info["not_learned_questions"]) +
+         ".\n" if info["not_learned_questions"] else "") +
+        "- Trained on SDSS galaxies in Kaggle-style cut-outs; other surveys, framings or "
+        "processed images are outside what it has seen.\n"
+        "- Predictions estimate volunteer vote fractions, not physical truth.")
+
+if card:
+    st.subheader("The full card")
+    for block in card:
+        if block.title == "Limits":
+            continue
+        if block.folded or block.title.startswith("Accuracy on held-out"):
+            with st.expander(block.title or "More"):
+                st.markdown(block.markdown)
+        else:
+            if block.title:
+                st.markdown(f"#### {block.title}")
+            st.markdown(block.markdown)
 else:
     st.info("This model was trained here; the full written card describes the shipped model.")

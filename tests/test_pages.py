@@ -528,3 +528,22 @@ def test_a_symlink_out_of_a_dataset_is_refused(monkeypatch, visitor, tmp_path):
     at.text_input(key="browse_labels").set_value(str(root / "images" / ".." / "labels.csv")).run()
     assert not any("outside" in e.value for e in at.error)  # inside its root: fine
     assert any("1 of 1 galaxies" in n.label for n in at.number_input)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_page_prints_an_html_tag_as_text(page):
+    at = app(page)
+    texts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    for tag in ("<details", "</details>", "<summary", "</summary>", "<br", "<div"):
+        assert not any(tag in text for text in texts), (page, tag)
+
+
+def test_model_card_leads_with_accuracy_shows_the_plots_and_folds_the_lab_notebook():
+    at = app("pages/model_card.py")
+    headers = [h.value for h in at.subheader]
+    assert headers[:3] == ["How good is it?", "What was it trained on?", "What it cannot do"]
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert any("RMSE per question" in c for c in captions), captions
+    assert any("Predicted against volunteer fraction" in c for c in captions), captions
+    folded = [e.label for e in at.expander]
+    assert "Variants compared" in folded and "Recipe" in folded

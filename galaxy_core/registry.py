@@ -161,6 +161,13 @@ def _log(runs_dir, action, path, previous, by, review: Review | None) -> None:
         write_json(os.path.join(runs_dir, LOG_FILE), activation_log(runs_dir) + [entry])
 
 
+def training_galaxies(loaded: LoadedModel) -> frozenset[int] | None:
+    """The GalaxyIDs the model was trained on, where its checkpoint records them (None when it
+    does not: then any galaxy may have been one)."""
+    ids = (loaded.meta.get("data") or {}).get("train_ids")
+    return None if ids is None else frozenset(int(g) for g in ids)
+
+
 def model_label(path: str) -> str:
     if os.path.abspath(path) == os.path.abspath(paths.DEFAULT_MODEL):
         return "shipped model"

@@ -28,7 +28,8 @@ from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
 from galaxy_core.images import ImageError, MAX_BYTES, display_crop
 from galaxy_core.jobs import TrainingJobs
-from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS
+from galaxy_core.predict import predict_files
+from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS, answer_name
 
 log = logging.getLogger("galaxy_app")
 
@@ -64,6 +65,28 @@ def thumbnail(path: str, mtime: float, size: int, crop_fraction: float) -> np.nd
         return display_crop(path, Preprocess(crop_fraction=crop_fraction), size)
     except ImageError:
         return None
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _dataset_predictions(model_path: str, model_mtime: float, images_dir: str,
+                         galaxy_ids: tuple[int, ...]) -> pd.DataFrame:
+    loaded = get_model(model_path)
+    sources = [image_path(images_dir, g) for g in galaxy_ids]
+    progress = st.progress(0.0, text=f"Predicting {len(sources)} galaxies…")
+    result = predict_files(loaded, sources, batch_size=32, tta=False, workers=1,
+                           on_progress=lambda done, total: progress.progress(
+                               done / max(1, total), text=f"Predicted {done} of {total}"))
+    progress.empty()
+    frame = result.frame.copy()
+    frame["GalaxyID"] = frame["GalaxyID"].astype(int)
+    return frame
+
+
+def dataset_predictions(loaded: LoadedModel, images_dir: str, galaxy_ids) -> pd.DataFrame:
+    """One-view predictions for ``galaxy_ids`` of a dataset (unreadable images left out),
+    cached per model file and dataset."""
+    return _dataset_predictions(loaded.path, os.path.getmtime(loaded.path), images_dir,
+                                tuple(galaxy_ids))
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading labels…")
@@ -272,6 +295,30 @@ def probability_chart(frame: pd.DataFrame) -> alt.Chart:
         tooltip=["question", "answer", "column", alt.Tooltip("probability:Q", format=".3f"),
                  "status"],
     ).properties(height=19 * len(data))
+
+
+def agreement_chart(merged: pd.DataFrame, columns) -> alt.Chart:
+    """Model against volunteer fraction, one small scatter per answer column, with the
+    diagonal where they agree. ``merged`` holds ``<column>`` (volunteers) and
+    ``<column>_model`` for each column."""
+    rows = []
+    for column in columns:
+        part = merged[["GalaxyID", column, f"{column}_model"]].dropna()
+        rows.append(pd.DataFrame({"GalaxyID": part["GalaxyID"], "answer": answer_name(column),
+                                  "volunteers": part[column], "model": part[f"{column}_model"]}))
+    data = pd.concat(rows, ignore_index=True)
+    size = 150  # px per panel
+    # no data of their own: each layer takes the facet's share of ``data``
+    dots = alt.Chart().mark_circle(size=18, opacity=0.5).encode(
+        x=alt.X("volunteers:Q", scale=alt.Scale(domain=[0, 1]), title="volunteers"),
+        y=alt.Y("model:Q", scale=alt.Scale(domain=[0, 1]), title="model"),
+        tooltip=["GalaxyID", "answer", alt.Tooltip("volunteers:Q", format=".3f"),
+                 alt.Tooltip("model:Q", format=".3f")])
+    diagonal = alt.Chart().mark_rule(color="#999", strokeDash=[4, 4]).encode(
+        x=alt.value(0), y=alt.value(size), x2=alt.value(size), y2=alt.value(0))
+    return alt.layer(diagonal, dots, data=data).properties(width=size, height=size).facet(
+        facet=alt.Facet("answer:N", sort=[answer_name(c) for c in columns], title=None),
+        columns=4)
 
 
 def show_error(exc: Exception, hint: str = "") -> None:

@@ -20,9 +20,9 @@ st.subheader("Try it")
 samples = sample_paths()
 if not samples:
     st.info("No sample galaxies are installed (assets/samples).")
-columns = st.columns(6)
-for i, path in enumerate(samples[:12]):
-    with columns[i % 6]:
+gallery = st.container(horizontal=True, gap="small")  # wraps: 6-8 a row wide, 2 on a phone
+for path in samples[:12]:
+    with gallery.container(width=150, gap=None):
         image = thumb(path, 140, 0.6)
         if image is not None:
             st.image(image, width="stretch")

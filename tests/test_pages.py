@@ -227,8 +227,35 @@ def test_browser_filters_and_shows_labels_beside_predictions():
     labels = pd.read_csv(paths.SAMPLE_LABELS)
     assert matching == int((labels["Class1.1"] > 0.7).sum())
     assert any("Q1 shape" in m.value for m in at.markdown)
-    # the shipped model saw every sample galaxy in training, and the page says so
-    assert any("fits its training data" in c.value for c in at.caption)
+
+
+def test_browser_thumbnails_are_clickable_and_captioned_by_the_sort_column():
+    import pandas as pd
+    labels = pd.read_csv(paths.SAMPLE_LABELS)
+    at = app("pages/browse.py")
+    next(s for s in at.selectbox if s.label == "Sort by").set_value("Class8.6").run()
+    thumbs = [b for b in at.button if b.key and b.key.startswith("browse_thumb_")]
+    top = labels.sort_values("Class8.6", ascending=False, kind="stable").iloc[0]
+    assert thumbs[0].label == f"{int(top['GalaxyID'])} · merger {top['Class8.6']:.2f}"
+    thumbs[3].click().run()
+    third = int(thumbs[3].key.rsplit("_", 1)[1])
+    assert any(h.value == f"Galaxy {third}" for h in at.subheader)
+
+
+def test_browser_leaves_out_what_the_model_never_learned():
+    at = app("pages/browse.py")
+    assert not at.exception and not at.error
+    tables = {m.value.split("**")[1]: d.value for m, d in zip(
+        [m for m in at.markdown if m.value.startswith("**Q")], at.dataframe)}
+    assert list(tables) == ["Q1 shape", "Q2 edge-on", "Q6 anything odd", "Q7 roundness",
+                            "Q8 odd feature"]  # Q3-5 and Q9-11: neither labelled nor learned
+    assert all(t["model"].notna().all() for t in tables.values())
+    assert any("Neither labelled here nor learned: Q3 bar" in c.value for c in at.caption)
+    # the shipped checkpoint does not record its training galaxies, and the page says so
+    assert any("does not record which galaxies" in c.value for c in at.caption)
+    # the whole-dataset comparison: one scatter per learned answer the dataset labels
+    assert at.toggle(key="browse_compare").value  # 40 galaxies: on by default
+    assert len(at.get("vega_lite_chart")) == 1
 
 
 def test_browser_reports_a_broken_dataset_without_its_path_or_contents(

@@ -130,3 +130,21 @@ def normalize_float(batch: torch.Tensor, preprocess: Preprocess) -> torch.Tensor
 def display_crop(source, preprocess: Preprocess, size: int = 320) -> np.ndarray:
     """The region the model sees, as an RGB uint8 (size, size, 3) array for display and overlays."""
     return prepare(source, size, preprocess.crop_fraction).permute(1, 2, 0).numpy()
+
+
+UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def upload_problem(name: str, size: int) -> str | None:
+    """Why an upload named ``name`` of ``size`` bytes is refused before decoding, or None.
+    (The browser's uploader accepts any file, so that the page can say why it refuses one.)"""
+    extension = os.path.splitext(name)[1].lower()
+    if extension not in UPLOAD_EXTENSIONS:
+        kind = f"a {extension} file" if extension else "a file without an extension"
+        return (f"{kind} is not an image this app reads; use "
+                f"{', '.join(e.lstrip('.').upper() for e in UPLOAD_EXTENSIONS)}")
+    if size == 0:
+        return "the file is empty"
+    if size > MAX_BYTES:
+        return f"{size / 1e6:.1f} MB is over the {MAX_BYTES // (1024 * 1024)} MB limit"
+    return None

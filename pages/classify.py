@@ -8,9 +8,9 @@ import streamlit as st
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.images import ImageError, display_crop
 from galaxy_core.predict import predict_files, submission_csv_bytes
-from galaxy_core.schema import ANSWER_COLUMNS, answer_name
-from galaxy_core.verdict import top_answer, walk_tree
-from pages.common import (UPLOAD_LIMIT_TEXT, UPLOAD_TYPES, active_model, probabilities_frame,
+from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
+from galaxy_core.verdict import walk_tree
+from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, probabilities_frame,
                           probability_chart, sample_paths, thumb)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
@@ -20,10 +20,11 @@ loaded = active_model()
 if loaded is None:
     st.stop()
 
-uploads = st.file_uploader(f"Upload galaxy images ({UPLOAD_LIMIT_TEXT})", type=UPLOAD_TYPES,
-                           accept_multiple_files=True)
-st.caption(f"Upload limit: {UPLOAD_LIMIT_TEXT}. Best results with SDSS-like colour cut-outs "
-           f"centred on the galaxy, as in the Kaggle images (424 px).")
+uploads = checked_uploads(st.file_uploader(
+    "Upload galaxy images", accept_multiple_files=True,
+    help="Best results with SDSS-like colour cut-outs centred on the galaxy, as in the Kaggle "
+         "images (424 px)."))
+st.caption(f"{UPLOAD_LIMIT_TEXT}. Best with colour cut-outs centred on the galaxy.")
 
 samples = sample_paths()
 names = {os.path.splitext(os.path.basename(p))[0]: p for p in samples}
@@ -65,19 +66,26 @@ verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
 
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
-    table = pd.DataFrame({
-        "GalaxyID": result.frame["GalaxyID"],
-        "verdict": [v.text for v in verdicts],
-        "top learned answer": [answer_name(top_answer(v, loaded.trained_columns)) for v in values],
-    })
+    table = pd.DataFrame({"GalaxyID": result.frame["GalaxyID"],
+                          "verdict": [v.text for v in verdicts]})
+    # the answer the verdict took at each question it walked, with its share (empty: the walk
+    # did not reach that question for this galaxy)
+    walked = [q for q in QUESTIONS if any(s.question == q for v in verdicts for s in v.steps)]
+    for question in walked:
+        table[f"Q{question.number} {question.topic}"] = [
+            next((f"{s.answer.label} ({s.share:.0%})" for s in v.steps if s.question == question),
+                 "") for v in verdicts]
     learned = [c for c in ANSWER_COLUMNS if c in loaded.trained_columns]
     for column in learned:  # sortable: e.g. the likeliest mergers of a batch first
         table[answer_name(column)] = result.frame[column].to_numpy()
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        answer_name(c): st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
-                                                        max_value=1.0) for c in learned})
-    st.caption(f"One row per galaxy with the {len(learned)} learned answers' probabilities; click "
-               f"a column's header to sort by it. The CSV below has all {len(ANSWER_COLUMNS)}.")
+    config = {answer_name(c): st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
+                                                              max_value=1.0) for c in learned}
+    config["verdict"] = st.column_config.TextColumn(width="large")
+    st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+    st.caption(f"One row per galaxy: the verdict, the answer it took at each question (its share "
+               f"of that question's votes), then the {len(learned)} learned answers' "
+               f"probabilities; click a column's header to sort by it. The CSV below has all "
+               f"{len(ANSWER_COLUMNS)}.")
 untrained = loaded.untrained_columns
 st.download_button(
     "Download predictions (Kaggle CSV)", submission_csv_bytes(result.frame),

@@ -26,14 +26,13 @@ from galaxy_core import access, datasets, paths, registry
 from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
-from galaxy_core.images import ImageError, MAX_BYTES, display_crop
+from galaxy_core.images import ImageError, MAX_BYTES, display_crop, upload_problem
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS, answer_name
 
 log = logging.getLogger("galaxy_app")
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "tif", "tiff", "bmp", "webp"]
 UPLOAD_LIMIT_TEXT = (f"JPEG, PNG, TIFF, BMP or WebP, up to {MAX_BYTES // (1024 * 1024)} MB and "
                      f"40 megapixels each")
 MODEL_KEY = "model_path"  # an admin's explicit pick; absent: follow the app's active model
@@ -108,6 +107,18 @@ def read_labels_cached(path: str) -> pd.DataFrame:
     if not os.path.isfile(path):
         raise DataError(f"labels file not found: {path}")
     return labels_frame(path, os.path.getmtime(path))
+
+
+def checked_uploads(files) -> list:
+    """The uploads worth decoding; each refused one gets a warning on the page saying why."""
+    kept = []
+    for upload in files or []:
+        problem = upload_problem(upload.name, upload.size)
+        if problem:
+            st.warning(f"**{upload.name}** was not used: {problem}.")
+        else:
+            kept.append(upload)
+    return kept
 
 
 # ---- who the visitor is ------------------------------------------------------------------

@@ -181,9 +181,44 @@ def test_one_click_samples_and_bad_uploads_do_not_break_the_page():
         ("cmyk.jpg", _jpeg(galaxy_image(3).convert("CMYK")), "image/jpeg"),
     ]).run()
     assert not at.exception
-    errors = " ".join(e.value for e in at.error)
+    errors = " ".join(e.value for e in [*at.error, *at.warning])
     assert "empty.jpg" in errors and "junk.png" in errors
+    assert "Error" not in errors  # no exception class names (UnidentifiedImageError, ...)
     assert len(verdicts(at)) == 6  # 2 odd-but-valid uploads + 4 samples
+
+
+def test_refused_uploads_are_explained_on_the_page():
+    at = app("pages/classify.py")
+    at.file_uploader[0].set_value([
+        ("m51.fits", b"SIMPLE  =                    T" + b" " * 2850, "application/fits"),
+        ("huge.png", b"\x89PNG" + b"\0" * (26 * 1024 * 1024), "image/png"),
+        ("notes.txt", b"hello", "text/plain"),
+    ]).run()
+    assert not at.exception
+    warnings = {w.value.split("**")[1]: w.value for w in at.warning}
+    assert "not an image this app reads" in warnings["m51.fits"]
+    assert "27.3 MB is over the 25 MB limit" in warnings["huge.png"]
+    assert "a .txt file" in warnings["notes.txt"]
+    assert sum("MB" in c.value for c in at.caption) == 1  # the limit is said once
+
+
+def test_the_batch_table_shows_the_answers_along_each_verdict():
+    at = app("pages/classify.py")
+    at.button[0].click().run()  # "Try 4 samples"
+    batch = [d.value for d in at.dataframe if "verdict" in d.value.columns][0]
+    assert "top learned answer" not in batch.columns
+    assert batch["Q1 shape"].str.fullmatch(r"(smooth|features or disk|star or artifact) \(\d+%\)").all()
+    first = walk_tree_of(batch["GalaxyID"].iloc[0])
+    assert batch["Q1 shape"].iloc[0] == f"{first.steps[0].answer.label} ({first.steps[0].share:.0%})"
+
+
+def walk_tree_of(galaxy_id):
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.predict import predict_image
+    from galaxy_core.verdict import walk_tree
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    preds = predict_image(loaded, os.path.join(paths.SAMPLE_IMAGES, f"{galaxy_id}.jpg"), tta=True)
+    return walk_tree(preds, loaded.trained_columns)
 
 
 def _jpeg(image):

@@ -45,6 +45,16 @@ def test_transparent_pixels_become_black_sky():
     assert prepare(encode(image), 16, 1.0).max() == 0
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_semi_transparent_pixels_are_composited_over_black(mode):
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (40, 40, 4), dtype=np.uint8)).convert(mode)
+    black = Image.new("RGBA", image.size, (0, 0, 0, 255))
+    expected = Image.alpha_composite(black, image.convert("RGBA")).convert("RGB")
+    out = prepare(encode(image), 40, 1.0)  # same size: the resize keeps every pixel
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), np.asarray(expected))
+
+
 def test_centre_crop_and_jpeg_draft_keep_the_size():
     data = encode(galaxy_image(3, size=424), "JPEG", quality=90)
     for size, crop in [(96, 0.5), (224, 1.0), (64, 0.25)]:

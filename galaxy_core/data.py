@@ -80,10 +80,20 @@ def read_labels(path) -> LabelTable:
         raise DataError(f"{path}: column {column} holds a non-numeric value")
     if ((values < -1e-6) | (values > 1 + 1e-6)).any().any():
         raise DataError(f"{path}: answer values must lie in [0, 1]")
+    if frame.empty:
+        raise DataError(f"{path}: no galaxies (the file has a header and no rows)")
+    # a column left entirely empty gives no targets: it is not among the answers provided
+    empty = [c for c in answer_columns if values[c].isna().all()]
+    if len(empty) == len(answer_columns):
+        raise DataError(f"{path}: every cell of its {len(answer_columns)} answer column(s) "
+                        f"is empty; targets need at least one known answer value")
+    if empty:
+        log.warning("%s: %d answer column(s) hold no value and are left out: %s", path,
+                    len(empty), ", ".join(empty))
     targets = np.full((len(frame), NUM_ANSWERS), np.nan, dtype=np.float32)
     for column in answer_columns:
         targets[:, COLUMN_INDEX[column]] = values[column].to_numpy(dtype=np.float32)
-    ordered = tuple(c for c in ANSWER_COLUMNS if c in answer_columns)
+    ordered = tuple(c for c in ANSWER_COLUMNS if c in answer_columns and c not in empty)
     return LabelTable(ids.to_numpy(dtype=np.int64), targets, ordered)
 
 
@@ -120,15 +130,21 @@ def check_images_exist(images_dir, galaxy_ids) -> None:
 
 
 def select_subset(table: LabelTable, size: int, mode: str, seed: int) -> LabelTable:
-    """First ``size`` rows, or a seeded random ``size``; size 0 keeps everything."""
+    """First ``size`` rows, or a seeded random ``size``; size 0 keeps everything. A subset
+    without a single known answer cell is refused (there would be nothing to learn or score)."""
     if size <= 0 or size >= len(table):
         return table
     if mode == "first":
-        return table.subset(np.arange(size))
-    if mode == "random":
-        index = np.sort(np.random.default_rng(seed).choice(len(table), size, replace=False))
-        return table.subset(index)
-    raise ValueError(f"subset mode must be 'first' or 'random', got {mode!r}")
+        chosen = table.subset(np.arange(size))
+    elif mode == "random":
+        chosen = table.subset(np.sort(np.random.default_rng(seed).choice(len(table), size,
+                                                                         replace=False)))
+    else:
+        raise ValueError(f"subset mode must be 'first' or 'random', got {mode!r}")
+    if np.isnan(chosen.targets).all():
+        raise DataError(f"the {mode} {size} of {len(table)} galaxies have no known answer "
+                        f"cell; choose a larger subset")
+    return chosen
 
 
 def split_train_val(table: LabelTable, val_fraction: float, seed: int,

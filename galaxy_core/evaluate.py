@@ -25,14 +25,16 @@ class Evaluation:
     galaxy_ids: np.ndarray
 
 
-def training_split(loaded: LoadedModel, labels_csv):
-    """Recreate the (train, validation) tables the checkpoint was trained with, and check
-    that the validation GalaxyIDs are exactly those it recorded."""
+def training_split(loaded: LoadedModel, labels_csv, table: LabelTable | None = None):
+    """Recreate the (train, validation) tables the checkpoint was trained with from
+    ``labels_csv`` (or ``table``, already read from it), and check that the validation
+    GalaxyIDs are exactly those it recorded."""
     config = loaded.meta.get("train_config") or {}
     data = loaded.meta.get("data") or {}
     if not config or "val_ids_sha" not in data:
         raise DataError("this checkpoint does not record its training split")
-    table = select_subset(read_labels(labels_csv), config.get("subset", 0),
+    table = select_subset(table if table is not None else read_labels(labels_csv),
+                          config.get("subset", 0),
                           config.get("subset_mode", "first"), config.get("seed", 0))
     train, val = split_train_val(table, config.get("val_fraction", 0.2), config.get("seed", 0),
                                  config.get("train_fraction", 1.0))
@@ -67,8 +69,8 @@ def report_table(report: dict, baseline: dict | None = None) -> str:
     """A plain-text table: overall, per question, per answer (only where targets exist)."""
     lines = [f"{'':38s} {'RMSE':>8s}" + (f" {'mean-baseline':>14s}" if baseline else "")]
 
-    def row(name, value, base):
-        text = f"{name:38s} {value:8.4f}"
+    def row(name, value, base):  # a value is None where no cell is known: shown as a dash
+        text = f"{name:38s} {'-' if value is None else format(value, '8.4f'):>8s}"
         if baseline and base is not None:
             text += f" {base:14.4f}"
         return text

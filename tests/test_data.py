@@ -126,3 +126,31 @@ def test_list_images_skips_hidden_files_and_other_types(tmp_path):
     for name in ("2.jpg", "1.PNG", "._2.jpg", ".2.jpg.0a1b.tmp.jpg", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     assert [os.path.basename(p) for p in list_images(tmp_path)] == ["1.PNG", "2.jpg"]
+
+
+def test_degenerate_labels_are_refused(tmp_path):
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("GalaxyID,Class1.1,Class1.2\n")
+    with pytest.raises(DataError, match="no galaxies"):
+        read_labels(header_only)
+    all_empty = tmp_path / "empty.csv"
+    all_empty.write_text("GalaxyID,Class1.1,Class1.2\n1,,\n2,,\n")
+    with pytest.raises(DataError, match="every cell of its 2 answer column"):
+        read_labels(all_empty)
+
+
+def test_an_entirely_empty_answer_column_is_not_an_answer_provided(tmp_path):
+    path = tmp_path / "partial.csv"
+    path.write_text("GalaxyID,Class1.1,Class1.2,Class1.3\n1,0.2,,0.8\n2,0.5,,0.5\n")
+    table = read_labels(path)
+    assert table.columns == ("Class1.1", "Class1.3")
+    assert np.isnan(table.targets[:, COLUMN_INDEX["Class1.2"]]).all()
+
+
+def test_a_subset_without_a_known_answer_is_refused(tmp_path):
+    path = tmp_path / "sparse.csv"
+    path.write_text("GalaxyID,Class1.1\n1,\n2,\n3,0.4\n")
+    table = read_labels(path)
+    with pytest.raises(DataError, match="the first 2 of 3 galaxies have no known answer"):
+        select_subset(table, 2, "first", 0)
+    assert len(select_subset(table, 3, "first", 0)) == 3

@@ -66,6 +66,37 @@ def checkpoint_or_default(path: str | None) -> str:
     return DEFAULT_MODEL
 
 
+def check_output_file(path, flag: str = "--out", extensions=()) -> None:
+    """Refuse, before any work, a file that could not be written: an empty name, a folder, a
+    folder to put it in that is missing or not writable, or (with ``extensions``) a name that
+    does not end in one of them."""
+    if not path or not path.strip():
+        raise ValueError(f"{flag} must name a file, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder; give the name of a file to write")
+    if extensions and not path.lower().endswith(tuple(extensions)):
+        raise ValueError(f"{flag} {path} must end in one of {', '.join(extensions)}")
+    _check_writable_folder(os.path.dirname(os.path.abspath(path)), flag, path)
+
+
+def check_output_folder(path, flag: str) -> None:
+    """Refuse, before any work, a folder that could not be written into: an empty name, an
+    existing file, or a new folder whose parent is missing or not writable."""
+    if not path or not path.strip():
+        raise ValueError(f"{flag} must name a folder, got {path!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    _check_writable_folder(folder, flag, path)
+
+
+def _check_writable_folder(folder, flag: str, path) -> None:
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {folder} is not writable")
+
+
 def run_cli(main) -> None:
     """Run ``main()``; expected errors become one clear line on stderr and exit code 2."""
     try:

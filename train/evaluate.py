@@ -3,7 +3,9 @@
     python -m train.evaluate [--checkpoint CKPT] --images DIR --labels CSV [--json OUT] [--plots DIR]
 
 RMSE follows the Kaggle definition (one RMSE over all known galaxy x answer cells); answers the
-labels file lacks, or leaves empty, are left out. A constant-prediction baseline is printed beside.
+labels file lacks, or leaves empty, are left out (shown as a dash). A constant-prediction baseline
+is printed beside. The labels, the images and the --json / --plots outputs are checked before the
+model is loaded.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import os
 
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.data import check_images_exist, read_labels
 from galaxy_core.device import select_device
 from galaxy_core.evaluate import evaluate, mean_baseline, report_table, training_split
 from galaxy_core.files import write_json
 from galaxy_core.training import column_means
 from galaxy_core.plots import save_pred_vs_true, save_question_rmse_chart
-from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
+from train.common import (LazyBar, check_output_file, check_output_folder, checkpoint_or_default,
+                          run_cli, setup_logging)
 
 log = logging.getLogger("evaluate")
 
@@ -42,10 +46,17 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     setup_logging()
+    # every input and output is checked before the model is loaded or an image decoded
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    if args.plots is not None:
+        check_output_folder(args.plots, "--plots")
+    table = read_labels(args.labels)
+    check_images_exist(args.images, table.galaxy_ids)
     loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
-    table = train_means = None
+    train_means = None
     if args.split != "all":
-        train, val = training_split(loaded, args.labels)
+        train, val = training_split(loaded, args.labels, table)
         table = val if args.split == "val" else train
         train_means = column_means(train.targets)
     with LazyBar("evaluating") as progress:

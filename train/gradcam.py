@@ -17,15 +17,18 @@ from PIL import Image
 
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
-from galaxy_core.data import image_path
+from galaxy_core.data import IMAGE_EXTENSIONS, image_path
 from galaxy_core.device import select_device
 from galaxy_core.explain import LAYERS, METHODS, explain_image, heatmap_image, overlay
 from galaxy_core.files import replacing
 from galaxy_core.images import display_crop
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
-from train.common import checkpoint_or_default, run_cli, setup_logging
+from train.common import check_output_file, checkpoint_or_default, run_cli, setup_logging
 
 log = logging.getLogger("gradcam")
+
+# PIL writes the picture in the format its extension names; PNG first, as it is lossless
+OUT_EXTENSIONS = (".png",) + tuple(e for e in IMAGE_EXTENSIONS if e != ".png")
 
 
 def resolve_image(image: str, images_dir: str | None) -> str:
@@ -57,8 +60,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     setup_logging()
-    loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
+    check_output_file(args.out, "--out", OUT_EXTENSIONS)
     source = resolve_image(args.image, args.images)
+    loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
     result = explain_image(loaded, source, args.answer, args.method, args.layer, tta=args.tta)
     shown = display_crop(source, loaded.preprocess)
     picture = overlay(shown, result.heatmap, args.opacity)

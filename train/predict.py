@@ -5,7 +5,10 @@
     torchrun --nproc-per-node N -m train.predict ...   (each process takes a share; rank 0 writes)
 
 The CSV has the exact Kaggle submission header GalaxyID,Class1.1,...,Class11.6 with
-GalaxyID taken from each file name. Unreadable files are skipped and listed.
+GalaxyID taken from each file name. Unreadable files are skipped and listed; when none can be
+read, nothing is written (an existing CSV keeps its predictions) and the exit code is 2. The
+output is checked before the model is loaded: a folder, an empty name or a missing or read-only
+folder to write in is refused at once.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import pandas as pd
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.config import PRECISIONS
-from galaxy_core.data import list_images
+from galaxy_core.data import DataError, list_images
 from galaxy_core.distributed import distributed_session, gather, split_evenly
 from galaxy_core.device import bfloat16_warning
 from galaxy_core.predict import PredictionResult, predict_files
-from train.common import LazyBar, checkpoint_or_default, run_cli, setup_logging
+from train.common import (LazyBar, check_output_file, checkpoint_or_default, run_cli,
+                          setup_logging)
 
 log = logging.getLogger("predict")
 
@@ -81,6 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")
     args = parser.parse_args(argv)
+    check_output_file(args.out, "--out")
     with distributed_session(args.device) as (ctx, device):
         setup_logging(quiet=not ctx.is_main)
         loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), device)
@@ -95,17 +100,20 @@ def main(argv=None) -> int:
         result = merge_shards(gather((mine, result), ctx))
     if not ctx.is_main:
         return 0
+    if result.errors:
+        print(f"skipped {len(result.errors)} unreadable file(s):", file=sys.stderr)
+        for _, message in result.errors:
+            print(f"  {message}", file=sys.stderr)
+    if result.frame.empty:  # a header-only file must not replace earlier predictions
+        kept = " (the file there is left as it was)" if os.path.exists(args.out) else ""
+        raise DataError(f"none of the {len(paths)} image(s) could be read, so {args.out} was "
+                        f"not written{kept}")
     result.to_csv(args.out, blank_columns=loaded.untrained_columns if args.blank_untrained else ())
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
     if loaded.untrained_columns and not args.blank_untrained:
         log.warning("%d of 37 answers were never trained by this model (%s ...): their values "
                     "are not predictions; --blank-untrained leaves them empty",
                     len(loaded.untrained_columns), loaded.untrained_columns[0])
-    if result.errors:
-        print(f"skipped {len(result.errors)} unreadable file(s):", file=sys.stderr)
-        for _, message in result.errors:
-            print(f"  {message}", file=sys.stderr)
-        return 1 if result.frame.empty else 0
     return 0
 
 

@@ -79,9 +79,12 @@ def open_image(source, name: str | None = None) -> Image.Image:
                                  f"{MAX_PIXELS // 1_000_000} megapixels of 8-bit RGB)")
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{label}: not a readable image ({type(exc).__name__})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{label}: not an image in any format this app reads "
+                         f"({', '.join(SUPPORTED_FORMATS)})") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{label}: too many pixels to decode safely (over "
+                         f"{MAX_PIXELS // 1_000_000} megapixels)") from exc
     except OSError as exc:
         raise ImageError(f"{label}: cannot read the image ({exc})") from exc
     return image

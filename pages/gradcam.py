@@ -15,7 +15,7 @@ from galaxy_core.images import ImageError, display_crop
 from galaxy_core.predict import predict_image
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from galaxy_core.verdict import top_answer
-from pages.common import UPLOAD_LIMIT_TEXT, UPLOAD_TYPES, active_model, sample_paths
+from pages.common import UPLOAD_LIMIT_TEXT, active_model, checked_uploads, sample_paths
 
 st.title("🔥 Grad-CAM: where does the model look?")
 loaded = active_model()
@@ -26,7 +26,8 @@ samples = sample_paths()
 names = {os.path.splitext(os.path.basename(p))[0]: p for p in samples}
 source_col, settings_col = st.columns([1, 1])
 with source_col:
-    upload = st.file_uploader(f"Upload a galaxy ({UPLOAD_LIMIT_TEXT})", type=UPLOAD_TYPES)
+    uploaded = st.file_uploader("Upload a galaxy", help=UPLOAD_LIMIT_TEXT)
+    upload = (checked_uploads([uploaded]) or [None])[0] if uploaded is not None else None
     sample = st.selectbox("…or a shipped sample", list(names), index=0 if names else None,
                           disabled=upload is not None or not names)
     tta = st.toggle(f"Average over {TTA_VIEWS} rotations/flips", value=True,

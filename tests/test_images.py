@@ -69,8 +69,8 @@ def test_prepare_is_deterministic_for_path_and_bytes(tmp_path):
 
 @pytest.mark.parametrize("data, message", [
     (b"", "empty"),
-    (b"this is not an image at all", "not a readable image"),
-    (b"%PDF-1.4 fake", "not a readable image"),
+    (b"this is not an image at all", "not an image in any format this app reads"),
+    (b"%PDF-1.4 fake", "not an image in any format this app reads"),
 ])
 def test_garbage_is_refused_clearly(data, message):
     with pytest.raises(ImageError, match=message):

@@ -169,6 +169,19 @@ def split_train_val(table: LabelTable, val_fraction: float, seed: int,
     return table.subset(np.sort(training)), table.subset(np.sort(shuffled[:n_val]))
 
 
+def split_sizes(table: LabelTable, subset: int, subset_mode: str, seed: int,
+                val_fraction: float, train_fraction: float = 1.0) -> tuple[int, int]:
+    """(training, validation) galaxies that a run with these settings gets, as ``fit`` draws
+    them; a ``DataError`` saying why when the run could not train (checked before it starts)."""
+    chosen = select_subset(table, subset, subset_mode, seed)
+    training, validation = split_train_val(chosen, val_fraction, seed, train_fraction)
+    if len(training) < 2:
+        raise DataError(f"these settings leave {len(training)} training galaxy (of "
+                        f"{len(chosen)}, {len(validation)} held out for validation); at least 2 "
+                        f"are needed: use a larger subset or a smaller validation fraction")
+    return len(training), len(validation)
+
+
 class GalaxyZooDataset(Dataset):
     """The seed's dataset: labelled -> (image, targets (37,) NaN=unknown); else (image, galaxy_id).
 

@@ -332,6 +332,19 @@ def agreement_chart(merged: pd.DataFrame, columns) -> alt.Chart:
         columns=4)
 
 
+def history_chart(history: pd.DataFrame, columns, y_title: str) -> alt.Chart:
+    """Per-epoch curves with a dot per epoch (a one-epoch run shows its point, not an empty
+    frame) and whole-number epochs on the axis."""
+    data = history.melt(id_vars="epoch", value_vars=list(columns), var_name="series",
+                        value_name=y_title).dropna()
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(format="d", tickMinStep=1), title="epoch"),
+        y=alt.Y(f"{y_title}:Q", scale=alt.Scale(zero=False), title=y_title),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["epoch:Q", "series:N", alt.Tooltip(f"{y_title}:Q", format=".4f")],
+    ).properties(height=260)
+
+
 def show_error(exc: Exception, hint: str = "") -> None:
     st.error(f"{exc}{' — ' + hint if hint else ''}")
 

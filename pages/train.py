@@ -12,8 +12,11 @@ from galaxy_core.config import (AUGMENTS, HEADS, OPTIMIZERS, PRECISIONS, SCHEDUL
                                 TrainConfig, field_defaults, field_help)
 from galaxy_core.device import bfloat16_warning, describe, select_device
 from galaxy_core.evaluate import NOT_RECIPE
+from galaxy_core.data import DataError, read_labels, split_sizes
 from galaxy_core.jobs import JobBusy
-from pages.common import (active_model, admin_gate, dataset_picker, get_model, session_access,
+from galaxy_core.schema import QUESTION_OF_COLUMN
+from pages.common import (active_model, admin_gate, configured_datasets, dataset_picker,
+                          get_model, history_chart, read_labels_cached, session_access,
                           training_jobs, who)
 
 st.title("🛠️ Train a model")
@@ -44,6 +47,20 @@ def key(name: str) -> str:
 for name, value in FORM_DEFAULTS.items():
     st.session_state.setdefault(key(name), value)
 
+# a page opened (or reloaded) while a run is going shows that run's settings, once
+running = jobs.state if jobs.state is not None and jobs.state.running else None
+if running is not None and st.session_state.get("train_shown_run") != running.config.out:
+    for name, default in FORM_DEFAULTS.items():
+        st.session_state[key(name)] = type(default)(getattr(running.config, name))
+    for dataset in configured_datasets():
+        if dataset.labels and os.path.abspath(dataset.labels) == os.path.abspath(
+                running.config.labels):
+            st.session_state["train_dataset"] = dataset.name
+    st.session_state["train_shown_run"] = running.config.out
+if running is not None:
+    st.info(f"A run is going ({os.path.basename(running.config.out)}): the form shows its "
+            f"settings; a new run can start when it ends.")
+
 selected = active_model()
 recipe = (selected.meta.get("train_config") or {}) if selected is not None else {}
 if st.button("Use the selected model's recipe", disabled=not recipe,
@@ -61,6 +78,16 @@ if st.button("Use the selected model's recipe", disabled=not recipe,
 with st.form("train_config"):
     dataset = dataset_picker("Training data (a configured dataset)", key="train_dataset")
     labels, images = dataset.labels, dataset.images
+    try:
+        frame = read_labels_cached(labels)
+        answered = [c for c in frame.columns if c != "GalaxyID"]
+        questions = sorted({QUESTION_OF_COLUMN[c].number for c in answered})
+        questions = [f"Q{n}" for n in questions]
+        st.caption(f"{len(frame)} labelled galaxies; {len(answered)} of 37 answer columns "
+                   f"({', '.join(questions)}). More datasets: GALAXY_DATASETS (README, "
+                   f"*Publishing the app*).")
+    except DataError as exc:
+        st.error(f"{exc}.")
     c1, c2, c3, c4 = st.columns(4)
     c1.number_input("Subset size (0 = all)", 0, 10_000_000, key=key("subset"))
     c2.slider("Validation fraction", 0.0, 0.5, step=0.05, key=key("val_fraction"))
@@ -113,6 +140,9 @@ if submitted:
     out = os.path.join(paths.RUNS_DIR, dt.datetime.now().strftime("run-%Y%m%d-%H%M%S"))
     settings = {name: st.session_state[key(name)] for name in FORM_DEFAULTS}
     try:
+        if not resume:  # fail now, not after the images are decoded
+            split_sizes(read_labels(labels), settings["subset"], TRAIN_DEFAULTS["subset_mode"],
+                        settings["seed"], settings["val_fraction"], settings["train_fraction"])
         if resume:  # the run's own recipe, split and length; the form's only where they may change
             if init_from:
                 raise ValueError("choose either a run to resume or a model to fine-tune from")
@@ -122,8 +152,8 @@ if submitted:
             config = TrainConfig(images=images, labels=labels, out=out, init_from=init_from,
                                  workers=0, **settings)
         jobs.start(config)
-    except (ValueError, CheckpointError, JobBusy) as exc:
-        st.error(str(exc))
+    except (ValueError, CheckpointError, JobBusy) as exc:  # DataError is a ValueError
+        st.error(f"Not started: {exc}")
     else:
         if resume:
             st.info(f"Resuming {resume} with its own settings ({config.epochs} epochs, "
@@ -156,13 +186,12 @@ def progress_panel():
         st.error(f"Training failed: {state.error}")
     if state.history:
         history = pd.DataFrame(state.history)
-        chart = history.set_index("epoch")[[c for c in ("train_loss", "val_loss")
-                                            if c in history]]
         left, right = st.columns(2)
-        left.line_chart(chart, x_label="epoch", y_label="MSE")
+        left.altair_chart(history_chart(history, [c for c in ("train_loss", "val_loss")
+                                                  if c in history], "MSE"), width="stretch")
         if "val_rmse" in history:
-            right.line_chart(history.set_index("epoch")[["val_rmse"]], x_label="epoch",
-                             y_label="validation RMSE")
+            right.altair_chart(history_chart(history, ["val_rmse"], "validation RMSE"),
+                               width="stretch")
         st.dataframe(history[[c for c in ("epoch", "train_loss", "val_rmse", "lr", "epoch_s",
                                           "train_images_per_s") if c in history]],
                      hide_index=True, width="stretch")

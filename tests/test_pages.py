@@ -609,3 +609,47 @@ def test_model_card_leads_with_accuracy_shows_the_plots_and_folds_the_lab_notebo
     assert any("Predicted against volunteer fraction" in c for c in captions), captions
     folded = [e.label for e in at.expander]
     assert "Variants compared" in folded and "Recipe" in folded
+
+
+def test_training_settings_that_cannot_train_are_refused_before_starting(visitor):
+    visitor(LOCAL)
+    at = app("pages/train.py")
+    assert any("40 labelled galaxies; 17 of 37 answer columns (Q1, Q2, Q6, Q7, Q8)" in c.value
+               for c in at.caption)
+    at.number_input(key="train_subset").set_value(1).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert at.error[0].value == "Not started: val_fraction 0.2 leaves no training galaxies out of 1"
+    from pages.common import training_jobs
+    assert training_jobs().state is None or not training_jobs().state.running
+
+
+def test_a_reloaded_training_page_shows_the_running_jobs_settings(visitor, monkeypatch):
+    at = unlocked_training_page(monkeypatch, epochs=500)
+    at.number_input(key="train_batch_size").set_value(8)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    from pages.common import training_jobs
+    jobs = training_jobs()
+    try:
+        visitor(LOCAL)
+        reloaded = app("pages/train.py")  # a new session: the page opened again
+        assert any("A run is going" in i.value for i in reloaded.info)
+        assert reloaded.number_input(key="train_epochs").value == 500
+        assert reloaded.number_input(key="train_batch_size").value == 8
+        assert reloaded.number_input(key="train_image_size").value == 32
+    finally:
+        jobs.stop()
+        jobs.wait(60)
+
+
+def test_a_one_epoch_run_draws_its_point_with_whole_epochs(monkeypatch):
+    at = unlocked_training_page(monkeypatch, epochs=1)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    from pages.common import training_jobs
+    training_jobs().wait(120)
+    at.run()
+    import json
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    assert len(specs) == 2
+    for spec in specs:
+        assert spec["mark"] == {"type": "line", "point": True}
+        assert spec["encoding"]["x"]["axis"]["format"] == "d"

@@ -73,7 +73,14 @@ if st.button("Use the selected model's recipe", disabled=not recipe,
         # a record from before a field existed was trained with that field's default
         value = recipe.get(name, TRAIN_DEFAULTS[name])
         st.session_state[key(name)] = type(default)(value)
-    st.toast("Form filled with the selected model's recipe")
+    recorded = os.path.realpath(recipe.get("labels") or "")
+    same_data = [d.name for d in configured_datasets()
+                 if d.labels and os.path.realpath(d.labels) == recorded]
+    if same_data:  # its training data too, where that is a configured dataset
+        st.session_state["train_dataset"] = same_data[0]
+    st.toast("Form filled with the selected model's recipe" + (
+        f" and its data ({same_data[0]})" if same_data else
+        "; its training data is not a configured dataset here, so pick one"))
 
 with st.form("train_config"):
     dataset = dataset_picker("Training data (a configured dataset)", key="train_dataset")

@@ -27,7 +27,8 @@ from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".fits", ".fit",
+                    ".fts", ".fz")
 
 
 class DataError(ValueError):

@@ -33,6 +33,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import Preprocess
+from .fits import FITS_EXTENSIONS, FitsError, is_fits, read_fits
 
 MAX_PIXELS = 40_000_000  # larger images are refused as possible decompression bombs
 MAX_BYTES = 25 * 1024 * 1024  # uploads above this are refused before decoding
@@ -47,8 +48,18 @@ class ImageError(ValueError):
 
 
 def open_image(source, name: str | None = None) -> Image.Image:
-    """Open ``source`` (a path, bytes, or binary file object) as a decoded-on-demand RGB image."""
+    """Open ``source`` (a path, bytes, or binary file object) as a decoded-on-demand RGB image.
+    FITS files (and ``fits.BandSet`` triplets) become the colour picture ``galaxy_core.fits``
+    makes of them, with the centre's RA/Dec in ``image.info["radec"]`` where known."""
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "upload")
+    if is_fits(source):
+        try:
+            picture = read_fits(source, label, MAX_BYTES, MAX_DECODED_BYTES)
+        except FitsError as exc:
+            raise ImageError(str(exc)) from exc
+        image = Image.fromarray(picture.rgb)
+        image.info.update(radec=picture.centre, notes=picture.notes)
+        return image
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if not data:
@@ -197,7 +208,7 @@ def display_crop(source, preprocess: Preprocess, size: int = 320) -> np.ndarray:
     return prepare(source, size, preprocess.crop_fraction).permute(1, 2, 0).numpy()
 
 
-UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp") + FITS_EXTENSIONS
 
 
 def upload_problem(name: str, size: int) -> str | None:

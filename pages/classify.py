@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core.augment import TTA_VIEWS
-from galaxy_core.images import ImageError, display_crop
+from galaxy_core.fits import BandSet, group_band_files, is_fits
+from galaxy_core.images import ImageError, display_crop, open_image
 from galaxy_core.predict import predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.verdict import walk_tree
@@ -14,6 +15,15 @@ from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, prob
                           probability_chart, sample_paths, thumb)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
+
+
+def fits_caption(info: dict) -> str:
+    """What a FITS upload's picture says beyond its pixels: where it is, and what was done."""
+    where = (f"Centre at RA {info['radec'][0]:.5f}°, Dec {info['radec'][1]:+.5f}° (from the "
+             f"file's WCS)." if info.get("radec") else "No sky coordinates in the file.")
+    return " ".join([f"FITS, shown with an asinh stretch (Lupton et al. 2004) like the SDSS "
+                     f"cut-outs the model learned from. {where}"] +
+                    [f"Note: {note}." for note in info.get("notes", [])])
 
 st.title("🔭 Classify galaxies")
 loaded = active_model()
@@ -43,8 +53,14 @@ tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips (test-time augment
                         "accurate (see the Model card's TTA column), "
                         f"{TTA_VIEWS}x the compute. Off: one pass.")
 
-sources = [f.getvalue() for f in uploads or []] + [names[c] for c in chosen]
-labels = [f.name for f in uploads or []] + [f"{c}.jpg" for c in chosen]
+# FITS band files of one galaxy (m51_g.fits, m51_r.fits, m51_i.fits) make one colour picture
+upload_names = [f.name for f in uploads]
+triplets, singles = group_band_files(upload_names)
+sources = [uploads[i].getvalue() for i in singles] + [
+    BandSet(*(uploads[i].getvalue() for i in index), names=tuple(upload_names[i] for i in index))
+    for _, index in triplets] + [names[c] for c in chosen]
+labels = [upload_names[i] for i in singles] + [f"{stem}.fits" for stem, _ in triplets] + [
+    f"{c}.jpg" for c in chosen]
 if not sources:
     st.info("Upload one or more images, or pick a sample galaxy, to see what the model says.")
     st.stop()
@@ -112,6 +128,8 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
                 shown = None
         if shown is not None:
             st.image(shown, caption=f"{galaxy_id} — the region the model sees", width="stretch")
+        if is_fits(source):
+            st.caption(fits_caption(open_image(source, labels[result.kept[i]]).info))
     with chart_col:
         st.markdown(f"### {galaxy_id}")
         st.markdown(f"**Verdict:** {verdict.text}")

@@ -193,10 +193,12 @@ def test_refused_uploads_are_explained_on_the_page():
         ("m51.fits", b"SIMPLE  =                    T" + b" " * 2850, "application/fits"),
         ("huge.png", b"\x89PNG" + b"\0" * (26 * 1024 * 1024), "image/png"),
         ("notes.txt", b"hello", "text/plain"),
+        ("IMG_0001.CR2", b"II*\0", "image/x-canon-cr2"),
     ]).run()
     assert not at.exception
     warnings = {w.value.split("**")[1]: w.value for w in at.warning}
-    assert "not an image this app reads" in warnings["m51.fits"]
+    assert "not an image this app reads" in warnings["IMG_0001.CR2"]
+    assert any("m51.fits" in e.value and "FITS" in e.value for e in at.error)  # a hollow FITS
     assert "27.3 MB is over the 25 MB limit" in warnings["huge.png"]
     assert "a .txt file" in warnings["notes.txt"]
     assert sum("MB" in c.value for c in at.caption) == 1  # the limit is said once
@@ -653,3 +655,18 @@ def test_a_one_epoch_run_draws_its_point_with_whole_epochs(monkeypatch):
     for spec in specs:
         assert spec["mark"] == {"type": "line", "point": True}
         assert spec["encoding"]["x"]["axis"]["format"] == "d"
+
+
+def test_fits_uploads_are_classified_with_their_sky_position():
+    from tests.test_fits import fits_bytes, galaxy_bands, wcs_header
+    bands = galaxy_bands(size=128)
+    at = app("pages/classify.py")
+    at.file_uploader[0].set_value(
+        [("cube.fits", fits_bytes(bands), "application/fits")] +
+        [(f"m51_{band}.fits", fits_bytes(plane, wcs_header(128)), "application/fits")
+         for band, plane in zip("gri", bands)]).run()
+    assert not at.exception and not at.error and not at.warning
+    assert len(verdicts(at)) == 2  # the cube, and the three band files as one galaxy
+    captions = [c.value for c in at.caption if c.value.startswith("FITS")]
+    assert len(captions) == 2
+    assert any("RA 202.46960°, Dec +47.19520°" in c for c in captions)

@@ -26,8 +26,9 @@ from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.config import PRECISIONS
 from galaxy_core.data import DataError, list_images
-from galaxy_core.distributed import distributed_session, gather, split_evenly
 from galaxy_core.device import bfloat16_warning
+from galaxy_core.distributed import distributed_session, gather, split_evenly
+from galaxy_core.fits import BandSet, group_band_files
 from galaxy_core.predict import PredictionResult, predict_files
 from train.common import (LazyBar, check_output_file, checkpoint_or_default, run_cli,
                           setup_logging)
@@ -35,7 +36,9 @@ from train.common import (LazyBar, check_output_file, checkpoint_or_default, run
 log = logging.getLogger("predict")
 
 
-def collect_images(items) -> list[str]:
+def collect_images(items) -> tuple[list, list[str]]:
+    """(sources, names) for ``items`` (folders and files). FITS band files of one galaxy
+    (``m51_g.fits``, ``m51_r.fits``, ``m51_i.fits``) become one source, named ``m51.fits``."""
     paths = []
     for item in items:
         if os.path.isdir(item):
@@ -46,7 +49,13 @@ def collect_images(items) -> list[str]:
             raise FileNotFoundError(f"no such image file or folder: {item}")
     if not paths:
         raise FileNotFoundError(f"no images found in {', '.join(items)}")
-    return paths
+    groups, singles = group_band_files(paths)
+    sources = [paths[i] for i in singles] + [
+        BandSet(*(paths[i] for i in index), names=tuple(paths[i] for i in index))
+        for _, index in groups]
+    names = [paths[i] for i in singles] + [
+        os.path.join(os.path.dirname(paths[index[0]]), f"{stem}.fits") for stem, index in groups]
+    return sources, names
 
 
 def merge_shards(shards) -> PredictionResult:
@@ -91,10 +100,11 @@ def main(argv=None) -> int:
         loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), device)
         if args.precision == "bfloat16" and (caution := bfloat16_warning(loaded.device)):
             log.warning(caution)
-        paths = collect_images(args.images)
-        mine = split_evenly(len(paths), ctx)  # under torchrun each rank takes a share
+        sources, names = collect_images(args.images)
+        mine = split_evenly(len(sources), ctx)  # under torchrun each rank takes a share
         with LazyBar("predicting") if ctx.is_main else contextlib.nullcontext() as progress:
-            result = predict_files(loaded, [paths[i] for i in mine], batch_size=args.batch_size,
+            result = predict_files(loaded, [sources[i] for i in mine],
+                                   names=[names[i] for i in mine], batch_size=args.batch_size,
                                    tta=args.tta, workers=args.workers, on_progress=progress,
                                    precision=args.precision)
         result = merge_shards(gather((mine, result), ctx))

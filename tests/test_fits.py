@@ -1,0 +1,154 @@
+"""FITS input: one band, a g, r, i cube or three band files become a Kaggle-like colour picture;
+WCS gives the centre's RA/Dec; hostile or damaged files get one clear message."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galaxy_core.fits import (BandSet, group_band_files, lupton_rgb, read_fits, sky_and_noise)
+from galaxy_core.images import ImageError, open_image, prepare, upload_problem
+
+
+def galaxy_bands(size=96, seed=0):
+    """g, r, i planes of a red-ish elliptical galaxy on sky with noise, in flux units."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    profile = np.exp(-np.hypot(x / 9, y / 6))
+    planes = []
+    for flux, sky in ((40.0, 1.0), (70.0, 1.5), (100.0, 2.0)):  # g, r, i: brighter in i
+        planes.append(sky + flux * profile + rng.normal(0, 0.5, profile.shape))
+    return np.stack(planes).astype(np.float32)
+
+
+def fits_bytes(data, header=None) -> bytes:
+    buffer = io.BytesIO()
+    fits.PrimaryHDU(data=data, header=header).writeto(buffer)
+    return buffer.getvalue()
+
+
+def wcs_header(size):
+    header = fits.Header()
+    header.update(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=202.4696, CRVAL2=47.1952,
+                  CRPIX1=(size + 1) / 2, CRPIX2=(size + 1) / 2, CDELT1=-0.396 / 3600,
+                  CDELT2=0.396 / 3600, CUNIT1="deg", CUNIT2="deg")
+    return header
+
+
+def test_a_gri_cube_looks_like_a_kaggle_cutout():
+    picture = read_fits(fits_bytes(galaxy_bands()), "cube.fits")
+    rgb = picture.rgb.astype(np.float32)
+    assert picture.rgb.shape == (96, 96, 3) and picture.rgb.dtype == np.uint8
+    border = np.concatenate([rgb[:8].reshape(-1, 3), rgb[-8:].reshape(-1, 3)])
+    assert np.all(np.abs(np.median(border, axis=0) - 4) <= 2)  # the cut-outs' sky (4, 4, 2)
+    assert 1.5 <= np.median(np.std(border, axis=0)) <= 4.5  # their sky noise (about 3)
+    assert 150 <= np.percentile(rgb.max(axis=2), 99.9) <= 230  # bright, not saturated
+    core = rgb[44:52, 44:52].reshape(-1, 3).mean(axis=0)
+    assert core[0] > core[1] > core[2]  # i as red, r as green, g as blue: a red galaxy
+    assert picture.centre is None and not picture.notes
+
+
+def test_the_mapping_is_astropys_make_lupton_rgb():
+    from astropy.visualization import make_lupton_rgb
+    rng = np.random.default_rng(1)
+    r, g, b = (rng.gamma(1.0, 20.0, (32, 32)) for _ in range(3))
+    ours = lupton_rgb(r, g, b, [1.0, 1.0, 1.0], stretch=15.0, Q=6.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy deprecates `minimum` in favour of intervals
+        theirs = make_lupton_rgb(r, g, b, minimum=1.0, stretch=15.0, Q=6.0)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
+def test_one_band_is_grey_and_wcs_gives_the_centre():
+    data = galaxy_bands()[2]
+    picture = read_fits(fits_bytes(data, wcs_header(96)), "m51_i.fits")
+    assert np.array_equal(picture.rgb[..., 0], picture.rgb[..., 2])
+    assert "one band" in picture.notes[0]
+    ra, dec = picture.centre
+    assert ra == pytest.approx(202.4696, abs=1e-4) and dec == pytest.approx(47.1952, abs=1e-4)
+    image = open_image(fits_bytes(data, wcs_header(96)), "m51_i.fits")
+    assert image.info["radec"] == picture.centre
+    assert prepare(fits_bytes(data), 32, 0.5, "m51_i.fits").shape == (3, 32, 32)
+
+
+def test_nans_and_a_blank_band_are_handled():
+    bands = galaxy_bands()
+    bands[:, :10, :10] = np.nan  # a masked corner
+    bands[0] = np.nan  # no g at all
+    picture = read_fits(fits_bytes(bands), "masked.fits")
+    assert "the g band is blank" in picture.notes[0]
+    assert np.isfinite(picture.rgb).all() and picture.rgb[:10, :10].max() <= 20  # sky-dark
+    assert sky_and_noise(np.full((4, 4), np.nan)) == (0.0, 0.0)
+    with pytest.raises(ImageError, match="every band is blank"):
+        open_image(fits_bytes(np.zeros((3, 16, 16), np.float32)), "empty.fits")
+
+
+def test_three_band_files_of_one_galaxy_are_combined(tmp_path):
+    bands = galaxy_bands()
+    paths = []
+    for band, plane in zip("gri", bands):
+        header = fits.Header()
+        header["FILTER"] = band
+        path = tmp_path / f"ngc{band}.fits"  # no band in the name: the header says it
+        path.write_bytes(fits_bytes(plane, header))
+        paths.append(str(path))
+    combined = read_fits(BandSet(*paths), "ngc")
+    cube = read_fits(fits_bytes(bands), "cube")
+    assert np.array_equal(combined.rgb, cube.rgb)
+    names = ["a/m51_g.fits", "a/m51_r.fits", "a/m51_i.fits", "a/other.jpg", "a/m82_g.fits"]
+    assert group_band_files(names) == ([("m51", (0, 1, 2))], [3, 4])
+
+
+def test_the_predict_cli_reads_fits_and_band_triplets(tmp_path, capsys):
+    from train.predict import main
+    folder = tmp_path / "fits"
+    folder.mkdir()
+    bands = galaxy_bands(seed=3)
+    (folder / "cube.fits").write_bytes(fits_bytes(bands))
+    for band, plane in zip("gri", bands):
+        (folder / f"m51_{band}.fits").write_bytes(fits_bytes(plane))
+    out = tmp_path / "out.csv"
+    assert main(["--images", str(folder), "--out", str(out), "--no-tta"]) == 0
+    import pandas as pd
+    frame = pd.read_csv(out)
+    assert sorted(frame["GalaxyID"].astype(str)) == ["cube", "m51"]
+    row = frame.set_index(frame["GalaxyID"].astype(str))
+    np.testing.assert_allclose(row.loc["cube"].iloc[1:].to_numpy(float),
+                               row.loc["m51"].iloc[1:].to_numpy(float), atol=1e-6)
+
+
+def huge_header() -> bytes:
+    """A 5.8 kB file whose header promises 40000 x 40000 float32 pixels."""
+    header = fits.Header([("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2), ("NAXIS1", 40000),
+                          ("NAXIS2", 40000)])
+    return header.tostring().encode() + b"\0" * 2880
+
+
+@pytest.mark.parametrize("make, message", [
+    # the header promises 40000 x 40000 float32 pixels: refused before any is read
+    (lambda: huge_header(), "decode to 6400 MB"),
+    (lambda: fits_bytes(galaxy_bands())[:2880 + 1000], "truncated or damaged"),
+    (lambda: fits_bytes(np.zeros((5, 8, 8), np.float32)), "a cube of 5 planes"),
+    (lambda: b"SIMPLE  = garbage" + b"\x00" * 3000, "not a readable FITS image"),
+    (lambda: fits_bytes(np.zeros(16, np.float32)), "no 2-D image"),
+])
+def test_hostile_or_damaged_fits_get_one_clear_message(make, message):
+    with pytest.raises(ImageError, match=message):
+        open_image(make(), "hostile.fits")
+
+
+def test_a_tile_compressed_fz_file_reads_like_the_plain_one():
+    data = galaxy_bands()[1]
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data=data, compression_type="GZIP_1")]
+                 ).writeto(buffer)  # quantised floats, as .fz survey files are
+    compressed = read_fits(buffer.getvalue(), "m51_r.fz").rgb.astype(int)
+    plain = read_fits(fits_bytes(data), "m51_r.fits").rgb.astype(int)
+    assert np.mean(np.abs(compressed - plain) <= 1) > 0.99
+
+
+def test_fits_uploads_are_accepted():
+    for name in ("m51.fits", "m51.FIT", "cube.fts", "tile.fz"):
+        assert upload_problem(name, 1000) is None

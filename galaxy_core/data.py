@@ -222,9 +222,9 @@ class DecodeJob(Dataset):
     unreadable image yields a blank tensor and its error message instead of raising, so a
     batch job can report it and go on."""
 
-    def __init__(self, sources, size: int, crop_fraction: float, names=None):
+    def __init__(self, sources, size: int, crop_fraction: float, names=None, framing=None):
         self.sources, self.size, self.crop_fraction = sources, size, crop_fraction
-        self.names = names
+        self.names, self.framing = names, framing
 
     def __len__(self):
         return len(self.sources)
@@ -232,7 +232,8 @@ class DecodeJob(Dataset):
     def __getitem__(self, index):
         name = self.names[index] if self.names is not None else None
         try:
-            return prepare(self.sources[index], self.size, self.crop_fraction, name), index, ""
+            return prepare(self.sources[index], self.size, self.crop_fraction, name,
+                           self.framing), index, ""
         except ImageError as exc:
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc)
 

@@ -159,8 +159,22 @@ def _to_grey_or_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")  # CMYK, YCbCr, palette
 
 
-def prepare(source, size: int, crop_fraction: float, name: str | None = None) -> torch.Tensor:
-    """Decode ``source`` and return its centre crop resized to uint8 (3, size, size)."""
+def prepare(source, size: int, crop_fraction: float, name: str | None = None,
+            framing=None) -> torch.Tensor:
+    """Decode ``source`` and return its centre crop resized to uint8 (3, size, size).
+
+    ``framing`` (a ``framing.FramingStats``): first frame the galaxy as the training images
+    are (``galaxy_core.framing``); None: the image's own centre, as in training."""
+    return _prepare(source, size, crop_fraction, name, framing)[0]
+
+
+def prepare_framed(source, size: int, crop_fraction: float, name: str | None = None,
+                   framing=None):
+    """``prepare`` and the ``framing.Frame`` it used (None without ``framing``)."""
+    return _prepare(source, size, crop_fraction, name, framing)
+
+
+def _prepare(source, size, crop_fraction, name, framing):
     image = open_image(source, name)
     label = name or "image"
     try:
@@ -178,12 +192,20 @@ def prepare(source, size: int, crop_fraction: float, name: str | None = None) ->
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{label}: the image data is corrupt or truncated ({exc})") from exc
     width, height = image.size
-    side = max(1.0, min(width, height) * crop_fraction)
-    left, top = (width - side) / 2, (height - side) / 2
-    resized = image.resize((size, size), Image.Resampling.BILINEAR,
-                           box=(left, top, left + side, top + side)).convert("RGB")
+    chosen = None
+    if framing is not None:
+        from .framing import choose_frame, crop
+        chosen = choose_frame(image, framing)
+    if chosen is not None and chosen.moved:
+        resized = crop(image.convert("RGB"), chosen.cx, chosen.cy, chosen.side * crop_fraction,
+                       size)
+    else:
+        side = max(1.0, min(width, height) * crop_fraction)
+        left, top = (width - side) / 2, (height - side) / 2
+        resized = image.resize((size, size), Image.Resampling.BILINEAR,
+                               box=(left, top, left + side, top + side)).convert("RGB")
     array = np.asarray(resized, dtype=np.uint8)  # (H, W, 3)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), chosen
 
 
 def prepare_for_model(source, preprocess: Preprocess, name: str | None = None) -> torch.Tensor:

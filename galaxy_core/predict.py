@@ -27,7 +27,7 @@ from .checkpoint import LoadedModel
 from .config import PRECISIONS
 from .data import DecodeJob, collate_decoded
 from .files import replacing
-from .images import normalize, prepare_for_model
+from .images import normalize, prepare
 from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,11 @@ def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = 
         return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta, precision)
 
 
-def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None) -> np.ndarray:
+def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None,
+                  framing=None) -> np.ndarray:
     """One image (path, bytes or file object) -> probabilities (37,). Raises ``ImageError``."""
-    image = prepare_for_model(source, loaded.preprocess, name)
+    image = prepare(source, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, name,
+                    framing)
     return predict_tensor(loaded, image.unsqueeze(0), tta)[0]
 
 
@@ -105,8 +107,9 @@ def decoded_batches(job: DecodeJob, batch_size: int, threads: int, ahead: int = 
 
 def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32,
                   tta: bool = False, workers: int = 1, on_progress=None,
-                  precision: str = "float32") -> PredictionResult:
-    """Predict many images (paths, or bytes with ``names``); GalaxyID = file name stem."""
+                  precision: str = "float32", framing=None) -> PredictionResult:
+    """Predict many images (paths, or bytes with ``names``); GalaxyID = file name stem.
+    ``framing`` (``framing.FramingStats``): frame each galaxy as the training images first."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     sources = list(sources)
@@ -115,7 +118,8 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
         raise ValueError(f"{len(sources)} images but {len(names)} names")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names)
+    job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names,
+                    framing)
     pin = loaded.device.type == "cuda"
     rows, ids, kept, errors, done = [], [], [], [], 0
     if on_progress is not None and sources:

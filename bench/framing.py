@@ -1,0 +1,136 @@
+"""Framing report: how a checkpoint scores when galaxies are framed unlike the training images,
+with automatic framing off and on, and what framing costs.
+
+    python -m bench.framing --images DIR --labels CSV [--checkpoint CKPT] [--limit 500]
+        [--no-tta] [--json OUT]
+
+On the validation galaxies of the split ``train.train`` draws (``--val-fraction``, ``--seed``),
+each image is re-framed five ways and saved as JPEG quality 95, as an upload would be:
+- zoom z > 1 (a tighter cut-out) takes the centre 424/z px and resizes it back (bicubic);
+- zoom z < 1 (a wider one) shrinks the whole image by z into a frame of sky-like noise (the
+  per-channel median and spread of its 8-pixel border);
+- the shift moves the content by (48, -32) px and fills the uncovered edge the same way.
+Each case is predicted with automatic framing off and on; the table gives the RMSE over the
+known answers and its ratio to the unchanged images without framing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+
+import numpy as np
+from PIL import Image
+
+from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.data import image_path, read_labels, split_train_val
+from galaxy_core.files import write_json
+from galaxy_core.framing import find_source, shipped_stats
+from galaxy_core.images import open_image
+from galaxy_core.metrics import score
+from galaxy_core.predict import predict_files
+from galaxy_core.schema import ANSWER_COLUMNS
+from train.common import checkpoint_or_default, run_cli
+
+CASES = [("as in Kaggle", 1.0, (0, 0)), ("galaxy 2x smaller in the frame", 0.5, (0, 0)),
+         ("0.7x", 0.7, (0, 0)), ("1.4x larger", 1.4, (0, 0)), ("2x larger", 2.0, (0, 0)),
+         ("off centre by (48, -32) px", 1.0, (48, -32))]
+BORDER = 8
+
+
+def sky_noise(array: np.ndarray, shape, rng) -> np.ndarray:
+    border = np.concatenate([array[:BORDER].reshape(-1, 3), array[-BORDER:].reshape(-1, 3),
+                             array[:, :BORDER].reshape(-1, 3), array[:, -BORDER:].reshape(-1, 3)])
+    median = np.median(border, axis=0)
+    spread = 1.4826 * np.median(np.abs(border - median), axis=0)
+    return rng.normal(median, np.maximum(spread, 0.5), shape)
+
+
+def reframe(image: Image.Image, zoom: float, shift, rng) -> bytes:
+    """One test case of ``image`` (the module docstring), as JPEG quality 95 bytes."""
+    side = image.width
+    array = np.asarray(image, dtype=np.float32)
+    if zoom > 1:
+        keep = side / zoom
+        box = ((side - keep) / 2, (side - keep) / 2, (side + keep) / 2, (side + keep) / 2)
+        out = image.resize((side, side), Image.Resampling.BICUBIC, box=box)
+    elif zoom < 1 or shift != (0, 0):
+        canvas = sky_noise(array, (side, side, 3), rng)
+        small = image.resize((round(side * zoom),) * 2, Image.Resampling.BICUBIC) \
+            if zoom < 1 else image
+        part = np.asarray(small, dtype=np.float32)
+        x0 = (side - part.shape[1]) // 2 + shift[0]
+        y0 = (side - part.shape[0]) // 2 + shift[1]
+        xs, ys = max(0, x0), max(0, y0)
+        xe, ye = min(side, x0 + part.shape[1]), min(side, y0 + part.shape[0])
+        canvas[ys:ye, xs:xe] = part[ys - y0:ye - y0, xs - x0:xe - x0]
+        out = Image.fromarray(canvas.clip(0, 255).round().astype(np.uint8))
+    else:
+        out = image
+    buffer = io.BytesIO()
+    out.save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.framing", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
+    parser.add_argument("--images", required=True)
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=500, help="validation galaxies used")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                        help="average the 8 views, as the app and train.predict do (default)")
+    parser.add_argument("--json", help="also write the table as JSON")
+    args = parser.parse_args(argv)
+    loaded = load_checkpoint(checkpoint_or_default(args.checkpoint))
+    _, validation = split_train_val(read_labels(args.labels), args.val_fraction, args.seed)
+    validation = validation.subset(np.arange(min(args.limit, len(validation))))
+    stats = shipped_stats()
+    rng = np.random.default_rng(0)
+    originals = [open_image(image_path(args.images, g)).convert("RGB")
+                 for g in validation.galaxy_ids]
+    rows = []
+    for name, zoom, shift in CASES:
+        sources = [reframe(image, zoom, shift, rng) for image in originals]
+        names = [f"{g}.jpg" for g in validation.galaxy_ids]
+        row = {"case": name}
+        for label, framing in (("off", None), ("on", stats)):
+            result = predict_files(loaded, sources, names=names, batch_size=64, tta=args.tta,
+                                   workers=1, framing=framing)
+            preds = result.frame[list(ANSWER_COLUMNS)].to_numpy()
+            row[label] = score(preds, validation.targets[result.kept])["rmse"]
+        rows.append(row)
+        print(f"{name:32s} off {row['off']:.4f}  on {row['on']:.4f}", flush=True)
+    base = rows[0]["off"]
+    print(f"\n{len(validation)} validation galaxies (split seed {args.seed}), "
+          f"{'8 views' if args.tta else 'one view'}, {loaded.path}")
+    print(f"| framing | framing off | ratio | framing on | ratio |\n|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['case']} | {row['off']:.4f} | {row['off'] / base:.2f}x | "
+              f"{row['on']:.4f} | {row['on'] / base:.2f}x |")
+    # what framing costs beside a one-view prediction of the same images
+    sample = [reframe(image, 1.0, (0, 0), rng) for image in originals[:64]]
+    started = time.perf_counter()
+    for data in sample:
+        find_source(open_image(data).convert("RGB"))
+    framing_s = (time.perf_counter() - started) / len(sample)
+    started = time.perf_counter()
+    predict_files(loaded, sample, names=[f"{i}.jpg" for i in range(len(sample))],
+                  batch_size=64, tta=False, workers=1)
+    predict_s = (time.perf_counter() - started) / len(sample)
+    print(f"\nframing step {1000 * framing_s:.1f} ms per image; a one-view prediction "
+          f"{1000 * predict_s:.1f} ms per image (decoding included): {framing_s / predict_s:.1%}")
+    if args.json:
+        write_json(args.json, {"rows": rows, "galaxies": len(validation), "tta": args.tta,
+                               "checkpoint": loaded.path, "framing_ms": 1000 * framing_s,
+                               "predict_ms": 1000 * predict_s})
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,221 @@
+"""Automatic framing: find the galaxy nearest the centre and frame it as the training cut-outs are.
+
+The Kaggle cut-outs scale with the galaxy, so every training galaxy fills about the same share
+of its frame, and the model then looks at the centre of it. An upload framed otherwise (a wide
+field, a tight crop, the galaxy off centre) is re-framed before the model sees it:
+
+1. On a copy about ``ANALYSIS_SIDE`` px across, the sky (median of the border) and its noise
+   (scaled median absolute deviation) are measured per image; pixels of a lightly smoothed grey
+   copy above an isophote (8.5% of the image's bright level, its 99.9th percentile, and at
+   least 3 sigma of the sky) are sources, grouped into connected regions. A fixed share of the
+   bright level, not of the noise, keeps the faint outskirts of neighbours and star halos from
+   merging with the galaxy, and works alike for a JPEG and a stretched FITS file.
+2. The source nearest the centre (the one covering it, else the closest) is the galaxy. Its
+   light-weighted centre and half-light radius (``r50``: half its light within it) are measured.
+3. The frame is moved to put that centre in the middle and, where ``r50`` is outside the range
+   that the central 80% of training galaxies span (``FramingStats``, measured on the training
+   images by ``python -m train.framing_stats``), resized so ``r50`` is the training median.
+   A galaxy already framed like the training images (centre no further off than 95% of the
+   training galaxies', ``r50`` inside that range) is left exactly as it is.
+
+Parts of the new frame outside the image are filled with sky-like noise (the border's median
+and spread per channel, from a fixed seed, so the result is deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from . import paths
+
+ANALYSIS_SIDE = 128  # px: the shorter side of the copy sources are found on
+BORDER = 0.04  # share of the side that counts as the border, for the sky
+MIN_AREA = 6  # px of the analysis copy: smaller detections are noise
+ISOPHOTE = 0.085  # the detection threshold, as a share of the image's bright level (docstring)
+STATS_FILE = os.path.join(paths.ASSETS, "models", "framing_stats.json")
+
+
+@dataclass(frozen=True)
+class FramingStats:
+    """Half-light radius of training galaxies as a share of their frame's side."""
+
+    r50_low: float  # 10th percentile
+    r50_median: float
+    r50_high: float  # 90th percentile
+    off_high: float  # 95th percentile of the centre's distance from the middle (share of side)
+    galaxies: int
+    source: str  # which images were measured
+
+    @classmethod
+    def load(cls, path: str = STATS_FILE) -> "FramingStats":
+        with open(path, encoding="utf-8") as handle:
+            return cls(**json.load(handle))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Source:
+    x: float  # light-weighted centre, as a share of the width
+    y: float  # ... of the height
+    r50: float  # half-light radius, as a share of the shorter side
+    area: float  # share of the image above the detection threshold
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The square the model should see, in the image's pixels (it may reach outside)."""
+
+    cx: float
+    cy: float
+    side: float
+    moved: bool  # False: the image's own centre square, unchanged
+    why: str
+    source: Source | None
+
+
+def _grey_copy(image: Image.Image) -> np.ndarray:
+    scale = ANALYSIS_SIDE / min(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = image.convert("L").resize(size, Image.Resampling.BOX if scale < 1
+                                      else Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.float32)
+
+
+def sky_of(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (median, 1.4826 x MAD) of the border of an (H, W[, C]) array."""
+    band = max(1, int(round(min(array.shape[:2]) * BORDER)))
+    border = np.concatenate([array[:band].reshape(-1, *array.shape[2:]),
+                             array[-band:].reshape(-1, *array.shape[2:]),
+                             array[:, :band].reshape(-1, *array.shape[2:]),
+                             array[:, -band:].reshape(-1, *array.shape[2:])]).astype(np.float32)
+    median = np.median(border, axis=0)
+    return median, 1.4826 * np.median(np.abs(border - median), axis=0)
+
+
+def find_source(image: Image.Image) -> Source | None:
+    """The source nearest the centre of ``image`` (docstring, steps 1-2), or None."""
+    grey = _grey_copy(image)
+    sky, noise = sky_of(grey)
+    smooth = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    # an isophote at ISOPHOTE of the image's bright level (the Kaggle cut-outs' 16 of 190 grey
+    # levels), and at least 3 sigma of the smoothed sky (smoothing by 1 px divides pixel noise
+    # by about 3.5)
+    bright = float(np.percentile(smooth, 99.9)) - float(sky)
+    threshold = float(sky) + max(3.0 * float(noise) / 3.5, ISOPHOTE * bright, 1.0)
+    mask = (smooth > threshold).astype(np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    height, width = grey.shape
+    centre = np.array([(width - 1) / 2, (height - 1) / 2])
+    best, best_distance = None, np.inf
+    for index in range(1, count):
+        area = stats[index, cv2.CC_STAT_AREA]
+        if area < MIN_AREA:
+            continue
+        covers_centre = labels[int(round(centre[1])), int(round(centre[0]))] == index
+        distance = 0.0 if covers_centre else float(np.hypot(*(centroids[index] - centre)))
+        if distance < best_distance:
+            best, best_distance = index, distance
+    if best is None:
+        return None
+    ys, xs = np.nonzero(labels == best)
+    light = np.maximum(grey[ys, xs] - float(sky), 0.0)
+    if light.sum() <= 0:
+        return None
+    # the centre from the brightest part alone, so a neighbour blended into the same region
+    # does not pull it away from the galaxy's core
+    core = smooth[ys, xs] - float(sky) >= 0.5 * float(smooth[ys, xs].max() - float(sky))
+    x0 = np.average(xs[core], weights=light[core] + 1e-6)
+    y0 = np.average(ys[core], weights=light[core] + 1e-6)
+    radii = np.hypot(xs - x0, ys - y0)
+    order = np.argsort(radii)
+    cumulative = np.cumsum(light[order])
+    r50 = float(radii[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    return Source(x=float(x0 + 0.5) / width, y=float(y0 + 0.5) / height,
+                  r50=max(r50, 0.5) / min(width, height), area=len(xs) / (width * height))
+
+
+def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
+    """Where the model should look in ``image`` (docstring, step 3)."""
+    width, height = image.size
+    shorter = min(width, height)
+    unchanged = Frame(width / 2, height / 2, shorter, False, "", None)
+    source = find_source(image)
+    if source is None:
+        return Frame(**{**asdict(unchanged), "why": "no source near the centre"})
+    cx, cy = source.x * width, source.y * height
+    off = np.hypot(cx - width / 2, cy - height / 2) / shorter
+    in_range = stats.r50_low <= source.r50 <= stats.r50_high
+    if off <= stats.off_high and in_range:
+        return Frame(**{**asdict(unchanged), "why": "framed like the training images",
+                        "source": source})
+    side = shorter if in_range else source.r50 * shorter / stats.r50_median
+    reasons = []
+    if off > stats.off_high:
+        reasons.append(f"re-centred ({off:.0%} of the frame off centre)")
+    if not in_range:
+        reasons.append(f"{'zoomed in' if side < shorter else 'zoomed out'} "
+                       f"{max(shorter / side, side / shorter):.1f}x (the galaxy was "
+                       f"{'small' if side < shorter else 'large'} in the frame)")
+    return Frame(cx, cy, side, True, "; ".join(reasons), source)
+
+
+def crop(image: Image.Image, cx: float, cy: float, side: float, size: int,
+         seed: int = 0) -> Image.Image:
+    """The square of ``side`` px around (cx, cy) resized to ``size``; outside the image it is
+    sky-like noise (the border's per-channel median and spread)."""
+    left, top = cx - side / 2, cy - side / 2
+    box = (left, top, left + side, top + side)
+    if left >= 0 and top >= 0 and box[2] <= image.width and box[3] <= image.height:
+        return image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    # paste the image into a noise canvas covering the box, at the output's resolution
+    scale = size / side
+    canvas_w, canvas_h = round(image.width * scale), round(image.height * scale)
+    shrunk = image.resize((max(1, canvas_w), max(1, canvas_h)), Image.Resampling.BILINEAR)
+    array = np.asarray(shrunk.convert("RGB"), dtype=np.float32)
+    median, spread = sky_of(array)
+    rng = np.random.default_rng(seed)
+    canvas = rng.normal(median, np.maximum(spread, 0.5), (size, size, 3))
+    x0, y0 = round(-left * scale), round(-top * scale)
+    xs, ys = max(0, x0), max(0, y0)
+    xe, ye = min(size, x0 + array.shape[1]), min(size, y0 + array.shape[0])
+    if xe > xs and ye > ys:
+        canvas[ys:ye, xs:xe] = array[ys - y0:ye - y0, xs - x0:xe - x0]
+    return Image.fromarray(canvas.clip(0, 255).round().astype(np.uint8))
+
+
+_stats_cache: dict[str, FramingStats] = {}
+
+
+def measure(images) -> FramingStats:
+    """The statistics of an iterable of training ``(PIL image)``; images with no source found
+    are left out (and counted in ``source``)."""
+    r50, off, missing = [], [], 0
+    for image in images:
+        source = find_source(image)
+        if source is None:
+            missing += 1
+            continue
+        r50.append(source.r50)
+        off.append(float(np.hypot(source.x - 0.5, source.y - 0.5)))
+    if len(r50) < 10:
+        raise ValueError(f"framing statistics need at least 10 galaxies with a source found, "
+                         f"got {len(r50)}")
+    low, median, high = np.percentile(r50, [10, 50, 90])
+    return FramingStats(r50_low=float(low), r50_median=float(median), r50_high=float(high),
+                        off_high=float(np.percentile(off, 95)), galaxies=len(r50),
+                        source=f"{len(r50)} images ({missing} without a source found)")
+
+
+def shipped_stats() -> FramingStats:
+    """The training galaxies' statistics shipped with the app (read once)."""
+    if STATS_FILE not in _stats_cache:
+        _stats_cache[STATS_FILE] = FramingStats.load()
+    return _stats_cache[STATS_FILE]

@@ -1,0 +1,107 @@
+"""Flags for images unlike the training cut-outs, so a verdict on them is hedged and says why.
+
+An image keeps its prediction whatever is flagged; a flag says the model has seen nothing like
+it, so the answer deserves less trust. The checks, cheapest first:
+- ``too small``: under ``MIN_SIDE`` px on a side (the training images are 424 px);
+- ``blank``: next to no variation (a flat colour), or mostly saturated white;
+- ``no source near the centre``: automatic framing finds nothing to frame;
+- ``unlike the training images``: a few measures of brightness and colour compared with the
+  training images (measured on the training part of a split by ``python -m train.framing_stats``,
+  stored in ``quality_ranges.json``): flagged when two lie outside the range that 99.5% of the
+  training images span, or one lies outside the range of all of them. The measures: the sky's
+  level and texture (a photograph has no dark, smooth background), the share of dark pixels, the
+  share of the frame the central source covers, and the source's colour. One measure slightly
+  out of range is common among real galaxies (a bright star, a large neighbour), hence two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import paths
+from .framing import ANALYSIS_SIDE, find_source, sky_of
+
+RANGES_FILE = os.path.join(paths.ASSETS, "models", "quality_ranges.json")
+MIN_SIDE = 64
+FEATURES = {  # name: what it says when out of range
+    "sky_level": "the background is brighter than a night sky",
+    "sky_texture": "the background is textured, not smooth sky",
+    "dark_share": "too little of the frame is dark sky",
+    "source_area": "the central object fills more of the frame than a galaxy cut-out",
+    "source_colour": "the colours are unlike SDSS galaxies",
+}
+COVERAGE = (0.25, 99.75)  # percentiles of the training images: two measures outside flag
+EXTREMES = (0.0, 100.0)  # ... one measure outside these flags
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str  # too_small, blank, no_source, unlike
+    message: str
+
+
+def measures(image: Image.Image) -> dict[str, float] | None:
+    """The measures compared with the training images (None: no source found)."""
+    scale = ANALYSIS_SIDE / min(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    rgb = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BOX), dtype=np.float32)
+    grey = rgb.mean(axis=2)
+    sky, noise = sky_of(grey)
+    source = find_source(image)
+    if source is None:
+        return None
+    # the source's colour: (red - blue) / total over its brightest pixels above the sky
+    light = rgb - sky_of(rgb)[0]
+    bright = grey - float(sky) > np.percentile(grey - float(sky), 99)
+    total = light[bright].sum()
+    colour = float((light[bright][:, 0].sum() - light[bright][:, 2].sum()) / total) \
+        if total > 0 else 0.0
+    return {"sky_level": float(sky), "sky_texture": float(noise),
+            "dark_share": float(np.mean(grey < float(sky) + 10.0)),
+            "source_area": source.area, "source_colour": colour}
+
+
+def ranges(all_measures: list[dict[str, float]]) -> dict[str, list[float]]:
+    """The training images' ranges of each measure: [low, high, lowest, highest] (the
+    ``COVERAGE`` and ``EXTREMES`` percentiles)."""
+    return {name: [float(np.percentile([m[name] for m in all_measures], q))
+                   for q in (*COVERAGE, *EXTREMES)] for name in FEATURES}
+
+
+def flags(image: Image.Image, training_ranges: dict[str, list[float]]) -> list[Flag]:
+    """What makes ``image`` unlike the training cut-outs ([] when nothing does)."""
+    found = []
+    if min(image.size) < MIN_SIDE:
+        found.append(Flag("too_small", f"{image.width}x{image.height} px is small (the training "
+                                       f"images are 424 px; under {MIN_SIDE} px is flagged)"))
+    grey = np.asarray(image.convert("L").resize((64, 64), Image.Resampling.BOX), np.float32)
+    if grey.std() < 2.0 or np.mean(grey >= 250) > 0.5:
+        found.append(Flag("blank", "the image is blank or saturated"))
+        return found
+    values = measures(image)
+    if values is None:
+        found.append(Flag("no_source", "no source near the centre"))
+        return found
+    outside = [name for name, (low, high, _, _) in training_ranges.items()
+               if not low <= values[name] <= high]
+    beyond = [name for name, (_, _, lowest, highest) in training_ranges.items()
+              if not lowest <= values[name] <= highest]
+    if len(outside) >= 2 or beyond:
+        found.append(Flag("unlike", "; ".join(FEATURES[name] for name in outside)))
+    return found
+
+
+_ranges_cache: dict[str, dict] = {}
+
+
+def shipped_ranges() -> dict[str, list[float]]:
+    """The training images' ranges shipped with the app (read once)."""
+    if RANGES_FILE not in _ranges_cache:
+        with open(RANGES_FILE, encoding="utf-8") as handle:
+            _ranges_cache[RANGES_FILE] = json.load(handle)["ranges"]
+    return _ranges_cache[RANGES_FILE]

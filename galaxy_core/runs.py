@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BEST, LAST, HISTORY, CURVES = "best.pt", "last.pt", "history.json", "curves.png"
 PENDING_BEST = "best.pending.pt"
 LOCK = ".lock"
+HISTORY_INDENT = 1
 # the files that make a folder a run's: a new run may not mix its files with them
 RUN_FILES = (BEST, LAST, HISTORY)
 # every file a run writes into its folder (curves.png: the CLI, after fit)
@@ -141,17 +142,22 @@ def settle(folder: str, state: dict) -> None:
         log.info("%s: discarding the best of an epoch that was not committed", folder)
         os.unlink(pending)
     history = list(state.get("history", []))
-    if _read_history(os.path.join(folder, HISTORY)) != history:
+    path = os.path.join(folder, HISTORY)
+    if _read_text(path) != json.dumps(history, indent=HISTORY_INDENT):
         log.warning("%s: history.json does not hold last.pt's %d epochs; rewriting it",
                     folder, len(history))
-        write_json(os.path.join(folder, HISTORY), history)
+        write_history(path, history)
 
 
-def _read_history(path: str):
+def write_history(path: str, history: list) -> None:
+    write_json(path, history, indent=HISTORY_INDENT)
+
+
+def _read_text(path: str) -> str | None:
     try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
         return None
 
 

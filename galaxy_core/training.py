@@ -33,7 +33,6 @@ from .data import (DataError, check_images_exist, decode_images, image_path, rea
 from .device import bfloat16_warning, describe, select_device
 from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_across,
                           shard_order, split_evenly, sync_buffers)
-from .files import write_json
 from .images import normalize_float
 from .metrics import masked_mse, score
 from .model import build_model
@@ -369,7 +368,7 @@ def _train(config: TrainConfig, state: dict | None, resume_from: str, start_weig
             atomic_save(checkpoint(True), last_path)
             if os.path.exists(pending_path):
                 os.replace(pending_path, best_path)
-            write_json(os.path.join(config.out, runs.HISTORY), history)
+            runs.write_history(os.path.join(config.out, runs.HISTORY), history)
         emit(TrainEvent("epoch", epoch=epoch + 1, epochs=config.epochs, steps=steps_per_epoch,
                         metrics={**record, "improved": improved, "best_rmse": best_rmse},
                         elapsed_s=time.perf_counter() - started))

@@ -296,3 +296,18 @@ def test_one_training_job_at_a_time(galaxy_folder, tmp_path, monkeypatch):
     jobs.start(quick_config(galaxy_folder, tmp_path / "c"))  # the finished one no longer blocks
     jobs.wait(60)
     assert calls == [str(tmp_path / "a"), str(tmp_path / "c")]
+
+
+def test_a_run_without_validation_keeps_its_best_by_training_loss_across_a_resume(
+        galaxy_folder, tmp_path):
+    out = tmp_path / "run"
+    config = quick_config(galaxy_folder, out, val_fraction=0.0, seed=1, resume="auto")
+    epochs_done = []
+    fit(config, on_event=lambda e: epochs_done.append(e) if e.kind == "epoch" else None,
+        should_stop=lambda: bool(epochs_done))  # stopped during epoch 2
+    assert len(epochs_done) == 1
+    history = fit(config).history
+    losses = [h["train_loss"] for h in history]
+    assert losses[0] < min(losses[1:])  # epoch 1 stays the best, by training loss
+    assert read_checkpoint(out / "best.pt")["epoch"] == 1
+    assert read_checkpoint(out / "last.pt")["metrics"]["best"]["epoch"] == 1

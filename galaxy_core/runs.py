@@ -85,11 +85,11 @@ def discard(folder: str) -> None:
     """Remove every file a run writes from ``folder``: before a new run that replaces the one
     there (``--overwrite``), or the pending best and curves a run killed in its first epoch
     left behind."""
-    for name in WRITTEN:
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            log.info("removing %s: a new run starts in %s", path, folder)
-            os.unlink(path)
+    removed = [name for name in WRITTEN if os.path.exists(os.path.join(folder, name))]
+    for name in removed:
+        os.unlink(os.path.join(folder, name))
+    if removed:
+        log.warning("%s: removed %s: a new run starts here", folder, ", ".join(removed))
 
 
 def best_epoch(state: dict) -> int | None:

@@ -206,7 +206,8 @@ def read_resume_state(path) -> dict:
 
 # TrainConfig fields a resumed run may set anew: where files are read and written (and whether
 # another run's files there may be replaced), where and in which arithmetic it computes, and how
-# the first run chose its starting weights (resuming loads the checkpoint's). Every other field defines the run, so it must match the checkpoint's record.
+# the first run chose its starting weights (resuming loads the checkpoint's). Every other field
+# defines the run, so it must match the checkpoint's record.
 RESUME_MAY_CHANGE = frozenset({"out", "resume", "images", "labels", "device", "precision",
                                "workers", "cache_dir", "init_from", "pretrained", "overwrite"})
 

@@ -3,9 +3,10 @@
 ``fit`` takes a ``TrainConfig``, an event callback and a stop flag; it never prints. Images
 are decoded once into uint8 caches (training ones with room for rotations), so each step costs
 little more than the model's own forward and backward. It saves ``last.pt`` every epoch and
-``best.pt`` whenever validation RMSE improves, atomically, and can resume from ``last.pt``:
-only with the settings that run was started with (``checkpoint.read_run_to_resume``), on the
-same split.
+``best.pt`` whenever validation RMSE improves, atomically and in the order ``runs`` describes
+(so a kill at any moment loses at most the epoch in progress), and can resume from
+``last.pt``: only with the settings that run was started with
+(``checkpoint.read_run_to_resume``), on the same split.
 """
 
 from __future__ import annotations
@@ -213,22 +214,22 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                 runs.settle(config.out, state)
         if state is not None and int(state.get("epoch", 0)) >= config.epochs:
             return _finished_run(resume_from, state, emit, started)
-        return _train(config, state, resume_from, start_weights, emit, should_stop, started,
-                      ctx, device)
+        return _train(config, state, resume_from, own, start_weights, emit, should_stop,
+                      started, ctx, device)
 
 
-def _train(config: TrainConfig, state: dict | None, resume_from: str, start_weights,
+def _train(config: TrainConfig, state: dict | None, resume_from: str, own: bool, start_weights,
            emit, should_stop, started: float, ctx: DistContext,
            device: torch.device | None) -> FitResult:
     """``fit``'s loop, with the folder claimed: from scratch, from ``start_weights``
-    (fine-tuning) or from ``state`` (the last.pt at ``resume_from``)."""
+    (fine-tuning) or from ``state`` (the last.pt at ``resume_from``: the folder's ``own``, or
+    another folder's)."""
     device = device or select_device(config.device)
     preprocess = config.preprocess()
     augment_generator = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
     bfloat16 = config.precision == "bfloat16"
     if bfloat16 and (caution := bfloat16_warning(device)):
         log.warning(caution)
-    own = state is not None and runs.is_own_last(config.out, resume_from)
     data = _load_data(config, preprocess, emit, started, ctx,
                       expected_val_sha=((state or {}).get("data") or {}).get("val_ids_sha"))
     train_targets = torch.from_numpy(data.train_table.targets)

@@ -116,13 +116,20 @@ class _Data:
     description: dict
 
 
-def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext,
-               expected_val_sha: str | None = None) -> _Data:
-    """Labels, split and decoded images; ``expected_val_sha``, when given (a resumed run), is
-    the validation split the run was trained on, refused if the labels now split otherwise."""
+def _read_table(config: TrainConfig):
+    """The run's galaxies (labels, subset), each checked to have an image: the inputs' errors,
+    reported before anything is written."""
     table = select_subset(read_labels(config.labels), config.subset, config.subset_mode,
                           config.seed)
     check_images_exist(config.images, table.galaxy_ids)
+    return table
+
+
+def _load_data(config: TrainConfig, table, preprocess, emit, started, ctx: DistContext,
+               expected_val_sha: str | None = None) -> _Data:
+    """Split and decoded images of ``table``; ``expected_val_sha``, when given (a resumed
+    run), is the validation split the run was trained on, refused if the labels now split
+    otherwise."""
     train_table, val_table = split_train_val(table, config.val_fraction, config.seed,
                                             config.train_fraction)
     if expected_val_sha and ids_digest(val_table.galaxy_ids) != expected_val_sha:
@@ -203,6 +210,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     # last.pt is read under the lock, where no other writer can be replacing it
     fork = config.resume not in ("", "auto") and not runs.is_own_last(config.out, config.resume)
     state = read_run_to_resume(config.resume, config) if fork else None
+    table = _read_table(config)
     with runs.writer_lock(config.out) if ctx.is_main else contextlib.nullcontext():
         resume_from = config.resume if fork else resume_path(config)
         if resume_from and not fork:
@@ -214,12 +222,12 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                 runs.settle(config.out, state)
         if state is not None and int(state.get("epoch", 0)) >= config.epochs:
             return _finished_run(resume_from, state, emit, started)
-        return _train(config, state, resume_from, own, start_weights, emit, should_stop,
+        return _train(config, table, state, resume_from, own, start_weights, emit, should_stop,
                       started, ctx, device)
 
 
-def _train(config: TrainConfig, state: dict | None, resume_from: str, own: bool, start_weights,
-           emit, should_stop, started: float, ctx: DistContext,
+def _train(config: TrainConfig, table, state: dict | None, resume_from: str, own: bool,
+           start_weights, emit, should_stop, started: float, ctx: DistContext,
            device: torch.device | None) -> FitResult:
     """``fit``'s loop, with the folder claimed: from scratch, from ``start_weights``
     (fine-tuning) or from ``state`` (the last.pt at ``resume_from``: the folder's ``own``, or
@@ -230,7 +238,7 @@ def _train(config: TrainConfig, state: dict | None, resume_from: str, own: bool,
     bfloat16 = config.precision == "bfloat16"
     if bfloat16 and (caution := bfloat16_warning(device)):
         log.warning(caution)
-    data = _load_data(config, preprocess, emit, started, ctx,
+    data = _load_data(config, table, preprocess, emit, started, ctx,
                       expected_val_sha=((state or {}).get("data") or {}).get("val_ids_sha"))
     train_targets = torch.from_numpy(data.train_table.targets)
     model_config = config.model_config()

@@ -311,3 +311,12 @@ def test_a_run_without_validation_keeps_its_best_by_training_loss_across_a_resum
     assert losses[0] < min(losses[1:])  # epoch 1 stays the best, by training loss
     assert read_checkpoint(out / "best.pt")["epoch"] == 1
     assert read_checkpoint(out / "last.pt")["metrics"]["best"]["epoch"] == 1
+
+
+def test_a_bad_input_is_reported_before_the_folder_is_claimed(galaxy_folder, tmp_path):
+    from galaxy_core.data import DataError
+
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match="not found"):
+        fit(quick_config({**galaxy_folder, "labels": str(tmp_path / "missing.csv")}, out))
+    assert not out.exists()

@@ -98,7 +98,8 @@ def library_versions() -> dict:
 
 def make_checkpoint(net: GalaxyNet, preprocess: Preprocess, trained_columns, *, epoch: int,
                     metrics: dict, history: list, data: dict, train_config: dict,
-                    optimizer_state=None, scheduler_state=None, half: bool = False) -> dict:
+                    optimizer_state=None, scheduler_state=None, half: bool = False,
+                    run_id: str = "") -> dict:
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     if half:
         state = half_precision_state(state)
@@ -114,6 +115,7 @@ def make_checkpoint(net: GalaxyNet, preprocess: Preprocess, trained_columns, *, 
         "history": history,
         "data": data,
         "train_config": train_config,
+        "run_id": run_id,  # the same in every checkpoint of one training run
         "optimizer_state": optimizer_state,
         "scheduler_state": scheduler_state,
         "versions": library_versions(),
@@ -202,11 +204,12 @@ def read_resume_state(path) -> dict:
     return raw
 
 
-# TrainConfig fields a resumed run may set anew: where files are read and written, where and in
-# which arithmetic it computes, and how the first run chose its starting weights (resuming loads
-# the checkpoint's). Every other field defines the run, so it must match the checkpoint's record.
+# TrainConfig fields a resumed run may set anew: where files are read and written (and whether
+# another run's files there may be replaced), where and in which arithmetic it computes, and how
+# the first run chose its starting weights (resuming loads the checkpoint's). Every other field
+# defines the run, so it must match the checkpoint's record.
 RESUME_MAY_CHANGE = frozenset({"out", "resume", "images", "labels", "device", "precision",
-                               "workers", "cache_dir", "init_from", "pretrained"})
+                               "workers", "cache_dir", "init_from", "pretrained", "overwrite"})
 
 
 def recorded_config(state: dict) -> dict:
@@ -242,8 +245,8 @@ def resumed_config(path: str, **changes) -> TrainConfig:
     if refused:
         raise ValueError(f"a resumed run keeps its own {', '.join(refused)}")
     recorded = recorded_config(read_resume_state(path))
-    return TrainConfig(**{**recorded, **changes, "resume": path, "init_from": "",
-                          "pretrained": False})
+    return TrainConfig(**{**recorded, "overwrite": False, **changes, "resume": path,
+                          "init_from": "", "pretrained": False})
 
 
 def read_run_to_resume(path: str, config: TrainConfig) -> dict:

@@ -75,6 +75,8 @@ class TrainConfig:
     labels: str = _f("", "labels CSV: GalaxyID plus any of the 37 Kaggle answer columns",
                      required=True)
     out: str = _f("runs/latest", "output folder for checkpoints, history and plots")
+    overwrite: bool = _f(False, "replace the run already in --out (its best.pt, last.pt and "
+                         "history.json); without it a new run into such a folder is refused")
     epochs: int = _f(10, "number of epochs")
     batch_size: int = _f(32, "images per step")
     lr: float = _f(1e-3, "peak learning rate")

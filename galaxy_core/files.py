@@ -6,7 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
+
+# what ``replacing`` names its temporary files: .<name>.<12 hex digits>.tmp<suffix>
+TEMPORARY_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp(\.\w+)?")
 
 
 @contextlib.contextmanager
@@ -35,3 +39,17 @@ def write_text(path, text: str) -> str:
 
 def write_json(path, obj, indent: int | None = 1) -> str:
     return write_text(path, json.dumps(obj, indent=indent))
+
+
+def leftover_temporaries(folder, names) -> list[str]:
+    """The temporary files that ``replacing`` left in ``folder`` for targets called one of
+    ``names`` (a writer killed before it could rename or remove them). Only a caller that
+    knows no writer of those targets is alive may remove them."""
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for entry in sorted(os.listdir(folder)):
+        match = TEMPORARY_NAME.fullmatch(entry)
+        if match and match.group("name") in names:
+            found.append(os.path.join(folder, entry))
+    return found

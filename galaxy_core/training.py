@@ -3,26 +3,29 @@
 ``fit`` takes a ``TrainConfig``, an event callback and a stop flag; it never prints. Images
 are decoded once into uint8 caches (training ones with room for rotations), so each step costs
 little more than the model's own forward and backward. It saves ``last.pt`` every epoch and
-``best.pt`` whenever validation RMSE improves, atomically, and can resume from ``last.pt``:
-only with the settings that run was started with (``checkpoint.read_run_to_resume``), on the
-same split.
+``best.pt`` whenever validation RMSE improves, atomically and in the order ``runs`` describes
+(so a kill at any moment loses at most the epoch in progress), and can resume from
+``last.pt``: only with the settings that run was started with
+(``checkpoint.read_run_to_resume``), on the same split.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import augment
+from . import augment, runs
 from .checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
                          read_run_to_resume, recorded_config, resume_path)
 from .config import TrainConfig
@@ -31,7 +34,6 @@ from .data import (DataError, check_images_exist, decode_images, image_path, rea
 from .device import bfloat16_warning, describe, select_device
 from .distributed import (SINGLE, DistContext, any_rank, barrier, gather, mean_across,
                           shard_order, split_evenly, sync_buffers)
-from .files import write_json
 from .images import normalize_float
 from .metrics import masked_mse, score
 from .model import build_model
@@ -114,13 +116,20 @@ class _Data:
     description: dict
 
 
-def _load_data(config: TrainConfig, preprocess, emit, started, ctx: DistContext,
-               expected_val_sha: str | None = None) -> _Data:
-    """Labels, split and decoded images; ``expected_val_sha``, when given (a resumed run), is
-    the validation split the run was trained on, refused if the labels now split otherwise."""
+def _read_table(config: TrainConfig):
+    """The run's galaxies (labels, subset), each checked to have an image: the inputs' errors,
+    reported before anything is written."""
     table = select_subset(read_labels(config.labels), config.subset, config.subset_mode,
                           config.seed)
     check_images_exist(config.images, table.galaxy_ids)
+    return table
+
+
+def _load_data(config: TrainConfig, table, preprocess, emit, started, ctx: DistContext,
+               expected_val_sha: str | None = None) -> _Data:
+    """Split and decoded images of ``table``; ``expected_val_sha``, when given (a resumed
+    run), is the validation split the run was trained on, refused if the labels now split
+    otherwise."""
     train_table, val_table = split_train_val(table, config.val_fraction, config.seed,
                                             config.train_fraction)
     if expected_val_sha and ids_digest(val_table.galaxy_ids) != expected_val_sha:
@@ -189,28 +198,57 @@ def starting_weights(config: TrainConfig) -> dict:
 
 def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext = SINGLE,
         device: torch.device | None = None) -> FitResult:
-    """Train per ``config``; under torchrun pass the session's ``ctx`` and ``device``."""
+    """Train per ``config``; under torchrun pass the session's ``ctx`` and ``device``. The
+    process that writes (rank 0) holds ``config.out``'s lock throughout: a folder holds one
+    run and has one writer (``runs``)."""
     emit = (on_event or (lambda event: None)) if ctx.is_main else (lambda event: None)
     should_stop = should_stop or _no_stop
     started = time.perf_counter()
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    start_weights = starting_weights(config) if config.init_from else None
+    # a run in another folder (a fork) is checked before anything is created; the folder's own
+    # last.pt is read under the lock, where no other writer can be replacing it
+    fork = config.resume not in ("", "auto") and not runs.is_own_last(config.out, config.resume)
+    state = read_run_to_resume(config.resume, config) if fork else None
+    table = _read_table(config)
+    with runs.writer_lock(config.out) if ctx.is_main else contextlib.nullcontext():
+        resume_from = config.resume if fork else resume_path(config)
+        if resume_from and not fork:
+            state = read_run_to_resume(resume_from, config)
+        own = state is not None and not fork
+        if ctx.is_main:
+            runs.claim(config.out, resuming_own=own, overwrite=config.overwrite)
+            if own:
+                runs.settle(config.out, state)
+        if state is not None and int(state.get("epoch", 0)) >= config.epochs:
+            return _finished_run(resume_from, state, emit, started)
+        return _train(config, table, state, resume_from, own, start_weights, emit, should_stop,
+                      started, ctx, device)
+
+
+def _train(config: TrainConfig, table, state: dict | None, resume_from: str, own: bool,
+           start_weights, emit, should_stop, started: float, ctx: DistContext,
+           device: torch.device | None) -> FitResult:
+    """``fit``'s loop, with the folder claimed: from scratch, from ``start_weights``
+    (fine-tuning) or from ``state`` (the last.pt at ``resume_from``: the folder's ``own``, or
+    another folder's)."""
     device = device or select_device(config.device)
     preprocess = config.preprocess()
-    torch.manual_seed(config.seed)  # the same initial weights on every rank
     augment_generator = torch.Generator().manual_seed(config.seed * 1000 + ctx.rank)
-
     bfloat16 = config.precision == "bfloat16"
     if bfloat16 and (caution := bfloat16_warning(device)):
         log.warning(caution)
-    start_weights = starting_weights(config) if config.init_from else None
-    resume_from = resume_path(config)
-    state = read_run_to_resume(resume_from, config) if resume_from else None
-    if state is not None and int(state.get("epoch", 0)) >= config.epochs:
-        return _finished_run(resume_from, state, emit, started)
-    data = _load_data(config, preprocess, emit, started, ctx,
+    data = _load_data(config, table, preprocess, emit, started, ctx,
                       expected_val_sha=((state or {}).get("data") or {}).get("val_ids_sha"))
     train_targets = torch.from_numpy(data.train_table.targets)
     model_config = config.model_config()
     run_record = dataclasses.asdict(config)
+    # how this run claimed its folder, not part of the run (a resumed or compared run must not
+    # inherit or differ by it)
+    del run_record["overwrite"]
+    # one id for all of a run's checkpoints, resumed or forked, so that a best.pt can be told
+    # to be this run's (runs written before ids existed have "")
+    run_id = state.get("run_id", "") if state is not None else uuid.uuid4().hex[:12]
     if state is not None:  # the weights come from the checkpoint; the record keeps their origin
         model_config = dataclasses.replace(model_config, pretrained=False)
         recorded = recorded_config(state)
@@ -244,15 +282,18 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
             scheduler.load_state_dict(state["scheduler_state"])
         history = list(state.get("history", []))
         start_epoch = int(state.get("epoch", 0))
-        best_rmse = _best_val_rmse(history)
+        best_rmse = _best_score(history)
         best_metrics = state.get("metrics", {}).get("best", {})
         augment_generator.manual_seed(config.seed * 1000 + ctx.rank + 7919 * start_epoch)
         log.info("resumed from %s at epoch %d", resume_from, start_epoch)
 
-    best_path = os.path.join(config.out, "best.pt")
-    last_path = os.path.join(config.out, "last.pt")
-    if ctx.is_main:
-        os.makedirs(config.out, exist_ok=True)
+    best_path = os.path.join(config.out, runs.BEST)
+    last_path = os.path.join(config.out, runs.LAST)
+    pending_path = os.path.join(config.out, runs.PENDING_BEST)
+    if ctx.is_main and not own:  # a new run, or a fork: the folder starts with this run only
+        runs.discard(config.out)
+        if state is not None:
+            runs.start_fork(config.out, resume_from, state)
     baseline = (baseline_report(data.train_table.targets, data.val_table.targets)
                 if len(data.val_table) else {})
     emit(TrainEvent("start", epoch=start_epoch, epochs=config.epochs, steps=steps_per_epoch,
@@ -312,7 +353,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                           val_per_question=report["per_question"],
                           val_per_answer=report["per_answer"])
         history.append(record)
-        epoch_rmse = report.get("rmse", record["train_loss"] ** 0.5)
+        epoch_rmse = _score(record)
         improved = epoch_rmse < best_rmse
         if improved:
             best_rmse = epoch_rmse
@@ -327,12 +368,16 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                     train_config=run_record,
                     optimizer_state=optimizer.state_dict() if with_optimizer else None,
                     scheduler_state=(scheduler.state_dict() if with_optimizer and scheduler
-                                     else None))
+                                     else None), run_id=run_id)
 
-            atomic_save(checkpoint(True), last_path)
+            # last.pt is the commit point: a kill before it is replaced redoes this epoch on
+            # resume; what follows it, runs.settle completes from it (see runs)
             if improved:
-                atomic_save(checkpoint(False), best_path)
-            write_json(os.path.join(config.out, "history.json"), history)
+                atomic_save(checkpoint(False), pending_path)
+            atomic_save(checkpoint(True), last_path)
+            if os.path.exists(pending_path):
+                os.replace(pending_path, best_path)
+            runs.write_history(os.path.join(config.out, runs.HISTORY), history)
         emit(TrainEvent("epoch", epoch=epoch + 1, epochs=config.epochs, steps=steps_per_epoch,
                         metrics={**record, "improved": improved, "best_rmse": best_rmse},
                         elapsed_s=time.perf_counter() - started))
@@ -346,9 +391,17 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                      best_metrics=best_metrics, cancelled=cancelled, device=describe(device))
 
 
-def _best_val_rmse(history: list) -> float:
-    """The lowest validation RMSE in a run's history (inf when it has none)."""
-    return min([h["val_rmse"] for h in history if h.get("val_rmse") is not None] or [math.inf])
+def _score(record: dict) -> float:
+    """What an epoch is judged by: its validation RMSE, or for a run without validation
+    galaxies the root of its training loss."""
+    if record.get("val_rmse") is not None:
+        return record["val_rmse"]
+    return record["train_loss"] ** 0.5
+
+
+def _best_score(history: list) -> float:
+    """The best (lowest) epoch score in a run's history (inf when it has none)."""
+    return min([_score(h) for h in history if not math.isnan(_score(h))] or [math.inf])
 
 
 def _finished_run(path: str, state: dict, emit, started: float) -> FitResult:
@@ -358,7 +411,7 @@ def _finished_run(path: str, state: dict, emit, started: float) -> FitResult:
     folder = os.path.dirname(path)
     history = list(state.get("history", []))
     emit(TrainEvent("done", epoch=epoch, epochs=epoch, message="nothing left to train",
-                    metrics={"best_rmse": _best_val_rmse(history)},
+                    metrics={"best_rmse": _best_score(history)},
                     elapsed_s=time.perf_counter() - started))
     best = os.path.join(folder, "best.pt")
     return FitResult(out_dir=folder, best_path=best if os.path.exists(best) else "",

@@ -53,7 +53,7 @@ def test_ddp_validation_rmse_equals_single_process(ddp_run, folder):
 
 def test_ddp_resume_and_only_rank_zero_writes(ddp_run, folder):
     names = sorted(p.name for p in ddp_run.iterdir())
-    assert names == ["best.pt", "cache", "curves.png", "history.json", "last.pt"]
+    assert names == [".lock", "best.pt", "cache", "curves.png", "history.json", "last.pt"]
     run("train.train", "--images", folder["images"], "--labels", folder["labels"],
         "--out", str(ddp_run), "--epochs", "3", "--batch-size", "4", "--image-size", "32",
         "--workers", "0", "--head", "tree", "--val-fraction", "0.25", "--device", "cpu",

@@ -1,8 +1,10 @@
 import json
+import os
 
 import pytest
 
-from galaxy_core.files import replacing, write_json, write_text
+from galaxy_core.files import (TEMPORARY_NAME, leftover_temporaries, replacing,
+                                write_json, write_text)
 
 
 def test_write_json_creates_the_folder_and_leaves_no_temporary_file(tmp_path):
@@ -31,3 +33,19 @@ def test_replacing_keeps_the_extension_writers_need(tmp_path):
         assert tmp.endswith(".png") and str(tmp_path) in tmp
         open(tmp, "wb").write(b"png")
     assert (tmp_path / "plot.png").read_bytes() == b"png"
+
+
+def test_leftover_temporaries_are_the_ones_replacing_names_for_the_given_targets(tmp_path):
+    with replacing(tmp_path / "last.pt", ".pt") as tmp:
+        name = os.path.basename(tmp)
+        assert TEMPORARY_NAME.fullmatch(name).group("name") == "last.pt"
+        open(tmp, "wb").write(b"half")
+        # what a kill here would leave
+        assert leftover_temporaries(tmp_path, ("last.pt",)) == [str(tmp_path / name)]
+        assert leftover_temporaries(tmp_path, ("best.pt",)) == []
+    for other in (".history.json.0123456789ab.tmp", ".eval.json.0123456789ab.tmp",
+                  ".last.pt.xyz.tmp.pt", "last.pt"):
+        (tmp_path / other).write_text("x")
+    assert leftover_temporaries(tmp_path, ("last.pt", "history.json")) == [
+        str(tmp_path / ".history.json.0123456789ab.tmp")]
+    assert leftover_temporaries(tmp_path / "missing", ("last.pt",)) == []

@@ -286,3 +286,39 @@ def test_init_from_refuses_a_wrong_start_before_decoding(galaxy_folder, tmp_path
     with pytest.raises(ValueError, match="init_from and pretrained exclude each other"):
         tiny_config(galaxy_folder, tmp_path / "imagenet", init_from=source.last_path,
                     pretrained=True)
+
+
+def test_fit_leaves_unknown_answer_cells_out_of_the_loss(galaxy_folder, tmp_path, monkeypatch):
+    """Empty cells reach the loss as NaN and are masked out, never read as 0: a run where some
+    cells are empty trains to other weights than one where they hold 0, while two runs of one
+    file train to the same weights (so the difference is the mask's)."""
+    import pandas as pd
+    import galaxy_core.training as training
+    from galaxy_core.metrics import masked_mse
+
+    frame = pd.read_csv(galaxy_folder["labels"])
+    unknown, zeros = frame.copy(), frame.copy()
+    unknown.loc[::2, "Class1.1"] = None
+    zeros.loc[::2, "Class1.1"] = 0.0
+    unknown.to_csv(tmp_path / "unknown.csv", index=False)
+    zeros.to_csv(tmp_path / "zeros.csv", index=False)
+    targets_seen = []
+
+    def spy(preds, targets):
+        targets_seen.append(targets.clone())
+        return masked_mse(preds, targets)
+
+    monkeypatch.setattr(training, "masked_mse", spy)
+    quick = dict(epochs=1, image_size=16, crop_fraction=1.0, freeze_backbone=True)
+
+    def trained_weights(labels, out):
+        result = fit(tiny_config(galaxy_folder, tmp_path / out, labels=str(tmp_path / labels),
+                                 **quick))
+        return read_checkpoint(result.last_path)["state_dict"]
+
+    with_unknown = trained_weights("unknown.csv", "unknown")
+    assert targets_seen and any(torch.isnan(t).any() for t in targets_seen)
+    with_zeros = trained_weights("zeros.csv", "zeros")
+    again = trained_weights("zeros.csv", "zeros_again")
+    assert all(torch.equal(with_zeros[k], again[k]) for k in with_zeros)
+    assert not all(torch.equal(with_unknown[k], with_zeros[k]) for k in with_zeros)

@@ -3,7 +3,10 @@
     python -m train.train --images DIR --labels CSV --out DIR [options]
     torchrun --nproc-per-node N -m train.train ...   (DistributedDataParallel; --batch-size is per process)
 
-Saves best.pt, last.pt, history.json and curves.png in --out.
+Saves best.pt, last.pt, history.json and curves.png in --out. A folder holds one run: a new run
+into a folder that holds another is refused (--overwrite replaces it; --resume auto continues
+it), as is a second run while one is writing there. A run killed at any moment is completed by
+--resume auto.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         settings.update(overrides)
         config = TrainConfig(images=args.images, labels=args.labels,
                              out=os.path.join(args.out, f"variant{i}"), epochs=args.epochs,
-                             image_size=args.image_size, cache_dir=args.cache_dir, **settings)
+                             image_size=args.image_size, cache_dir=args.cache_dir,
+                             overwrite=True, **settings)  # a rerun replaces its own runs
         started = time.perf_counter()
         result = fit(config)
         best = min(h["val_rmse"] for h in result.history)

@@ -98,7 +98,8 @@ class Sweep:
         os.makedirs(out, exist_ok=True)
         command = [sys.executable, "-m", "train.train", "--images", self.args.images,
                    "--labels", self.args.labels, *self.common, *self.variants[name],
-                   "--epochs", str(epochs), "--out", out]
+                   "--epochs", str(epochs), "--out", out,
+                   "--overwrite"]  # a sweep's folders are its own: a rerun replaces its runs
         with open(os.path.join(out, "train.log"), "w") as log_file:
             return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                     env=self.env)

@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .config import Preprocess
 from .fits import FITS_EXTENSIONS, FitsError, is_fits, read_fits
+from .framing import choose_frame, crop
 
 MAX_PIXELS = 40_000_000  # larger images are refused as possible decompression bombs
 MAX_BYTES = 25 * 1024 * 1024  # uploads above this are refused before decoding
@@ -194,7 +195,6 @@ def _prepare(source, size, crop_fraction, name, framing):
     width, height = image.size
     chosen = None
     if framing is not None:
-        from .framing import choose_frame, crop
         chosen = choose_frame(image, framing)
     if chosen is not None and chosen.moved:
         resized = crop(image.convert("RGB"), chosen.cx, chosen.cy, chosen.side * crop_fraction,
@@ -225,9 +225,9 @@ def normalize_float(batch: torch.Tensor, preprocess: Preprocess) -> torch.Tensor
     return (batch - mean) / std
 
 
-def display_crop(source, preprocess: Preprocess, size: int = 320) -> np.ndarray:
+def display_crop(source, preprocess: Preprocess, size: int = 320, framing=None) -> np.ndarray:
     """The region the model sees, as an RGB uint8 (size, size, 3) array for display and overlays."""
-    return prepare(source, size, preprocess.crop_fraction).permute(1, 2, 0).numpy()
+    return prepare(source, size, preprocess.crop_fraction, framing=framing).permute(1, 2, 0).numpy()
 
 
 UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp") + FITS_EXTENSIONS

@@ -7,14 +7,24 @@ import streamlit as st
 
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.fits import BandSet, group_band_files, is_fits
-from galaxy_core.images import ImageError, display_crop, open_image
+from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
+from galaxy_core.images import ImageError, open_image, prepare_framed
+from galaxy_core.quality import flags, shipped_ranges
 from galaxy_core.predict import predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.verdict import walk_tree
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, probabilities_frame,
-                          probability_chart, sample_paths, thumb)
+                          probability_chart, sample_paths)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
+
+
+def image_flags(source, name: str) -> list:
+    """Why this image is unlike the training cut-outs ([] when it is not)."""
+    try:
+        return flags(open_image(source, name).convert("RGB"), shipped_ranges())
+    except ImageError:
+        return []
 
 
 def fits_caption(info: dict) -> str:
@@ -43,11 +53,18 @@ if "classify_samples" in st.session_state:  # handed over by the Home gallery
                                          for p in st.session_state.pop("classify_samples")
                                          if p in samples]
 chosen = st.multiselect("…or pick shipped sample galaxies", list(names), key="classify_pick")
-left, right = st.columns([1, 3])
+left, middle, right = st.columns([1, 2, 2])
 left.button("Try 4 samples", help="one click: classify four shipped galaxies",
             on_click=lambda: st.session_state.update(classify_pick=list(names)[:4]))
+frame_on = middle.toggle(
+    "Frame the galaxy automatically", value=FRAMING_BY_DEFAULT, key="classify_framing",
+    help="Find the galaxy nearest the centre and, where it sits in its frame unlike almost "
+         "every training galaxy (far off centre, much smaller or larger), re-frame it as the "
+         "training cut-outs are before the model looks. Images framed like the training ones "
+         "are left as they are. The picture beside each verdict shows what the model saw.")
+framing = shipped_stats() if frame_on else None
 tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips (test-time augmentation)",
-                   value=True,
+                   value=True, key="classify_tta",
                    help=f"Galaxies have no orientation, so the model's answers for the {TTA_VIEWS} "
                         "flips and right-angle turns of an image are averaged: slightly more "
                         "accurate (see the Model card's TTA column), "
@@ -67,7 +84,7 @@ if not sources:
 
 progress = st.progress(0.0, text=f"Classifying {len(sources)} image(s)…")
 result = predict_files(loaded, sources, names=labels, batch_size=32, tta=tta,
-                       workers=0 if len(sources) <= 32 else 1,
+                       workers=0 if len(sources) <= 32 else 1, framing=framing,
                        on_progress=lambda done, total: progress.progress(
                            done / total, text=f"Classified {done} of {total}"))
 progress.empty()
@@ -79,11 +96,14 @@ if result.frame.empty:
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
+unlike = [image_flags(source, labels[k]) for source, k in zip(good_sources, result.kept)]
 
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
     table = pd.DataFrame({"GalaxyID": result.frame["GalaxyID"],
-                          "verdict": [v.text for v in verdicts]})
+                          "verdict": [v.text for v in verdicts],
+                          "unlike the training images": ["; ".join(f.message for f in w)
+                                                         for w in unlike]})
     # the answer the verdict took at each question it walked, with its share (empty: the walk
     # did not reach that question for this galaxy)
     walked = [q for q in QUESTIONS if any(s.question == q for v in verdicts for s in v.steps)]
@@ -119,20 +139,24 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
     image_col, chart_col = st.columns([1, 2])
     with image_col:
         source = good_sources[i]
-        shown = thumb(source, 320, loaded.preprocess.crop_fraction) if isinstance(source, str) \
-            else None
-        if shown is None:
-            try:
-                shown = display_crop(source, loaded.preprocess)
-            except ImageError:
-                shown = None
+        try:
+            shown, chosen = prepare_framed(source, 320, loaded.preprocess.crop_fraction,
+                                           labels[result.kept[i]], framing)
+        except ImageError:
+            shown, chosen = None, None
         if shown is not None:
-            st.image(shown, caption=f"{galaxy_id} — the region the model sees", width="stretch")
+            how = f" ({chosen.why})" if chosen is not None and chosen.moved else ""
+            st.image(shown.permute(1, 2, 0).numpy(), width="stretch",
+                     caption=f"{galaxy_id} — the region the model sees{how}")
         if is_fits(source):
             st.caption(fits_caption(open_image(source, labels[result.kept[i]]).info))
     with chart_col:
         st.markdown(f"### {galaxy_id}")
-        st.markdown(f"**Verdict:** {verdict.text}")
+        st.markdown(f"**Verdict:** {verdict.text}" + (
+            " *(uncertain: this image is unlike the training images)*" if unlike[i] else ""))
+        for flag in unlike[i]:
+            st.warning(f"Unlike the training images: {flag.message}. The model has seen "
+                       "nothing like this, so treat its answers with caution.")
         frame = probabilities_frame(preds, loaded.trained_columns)
         st.altair_chart(probability_chart(frame), width="stretch")
         with st.expander("All 37 probabilities as a table"):

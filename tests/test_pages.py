@@ -158,10 +158,10 @@ def test_classify_averages_rotations_by_default_and_can_switch_it_off():
     expected = {tta: predict_image(loaded, path, tta=tta) for tta in (True, False)}
     assert np.abs(expected[True] - expected[False]).max() > 1e-3  # the test can tell them apart
     for tta in (True, False):
-        assert at.toggle[0].value is tta
+        assert at.toggle(key="classify_tta").value is tta
         shown = [d.value for d in at.dataframe if len(d.value) == 37][0]["probability"]
         np.testing.assert_allclose(shown, expected[tta], atol=6e-5)  # shown to 4 decimals
-        at.toggle[0].set_value(False).run()
+        at.toggle(key="classify_tta").set_value(False).run()
 
 
 def test_one_click_samples_and_bad_uploads_do_not_break_the_page():

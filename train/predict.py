@@ -28,7 +28,11 @@ from galaxy_core.config import PRECISIONS
 from galaxy_core.data import DataError, list_images
 from galaxy_core.device import bfloat16_warning
 from galaxy_core.distributed import distributed_session, gather, split_evenly
+from galaxy_core.files import write_text
 from galaxy_core.fits import BandSet, group_band_files
+from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
+from galaxy_core.images import ImageError, open_image
+from galaxy_core.quality import flags, shipped_ranges
 from galaxy_core.predict import PredictionResult, predict_files
 from train.common import (LazyBar, check_output_file, checkpoint_or_default, run_cli,
                           setup_logging)
@@ -56,6 +60,21 @@ def collect_images(items) -> tuple[list, list[str]]:
     names = [paths[i] for i in singles] + [
         os.path.join(os.path.dirname(paths[index[0]]), f"{stem}.fits") for stem, index in groups]
     return sources, names
+
+
+def write_flags(path: str, sources, names, galaxy_ids) -> None:
+    """GalaxyID,flags for every image unlike the training cut-outs (a header alone: none)."""
+    ranges, rows = shipped_ranges(), []
+    for source, name, galaxy_id in zip(sources, names, galaxy_ids):
+        try:
+            found = flags(open_image(source, name).convert("RGB"), ranges)
+        except ImageError:
+            continue
+        if found:
+            rows.append({"GalaxyID": galaxy_id, "flags": "; ".join(f.message for f in found)})
+    write_text(path, pd.DataFrame(rows, columns=["GalaxyID", "flags"]).to_csv(index=False))
+    log.info("%d of %d images flagged as unlike the training images: %s", len(rows),
+             len(galaxy_ids), path)
 
 
 def merge_shards(shards) -> PredictionResult:
@@ -91,10 +110,22 @@ def main(argv=None) -> int:
                         help="bfloat16: about 1.8x faster where the CPU/GPU has native bfloat16 "
                         "(AVX512-BF16, AMX, recent GPUs); probabilities move by a few "
                         "thousandths. Default float32 (exact)")
+    parser.add_argument("--frame", action=argparse.BooleanOptionalAction,
+                        default=FRAMING_BY_DEFAULT,
+                        help="re-frame a galaxy framed unlike almost every training galaxy (far "
+                             "off centre, much smaller or larger in its frame) before predicting "
+                             f"(default {'on' if FRAMING_BY_DEFAULT else 'off'}; README, "
+                             f"'Automatic framing')")
+    parser.add_argument("--flags", metavar="CSV",
+                        help="also write GalaxyID,flags for the images unlike the training "
+                             "cut-outs (too small, blank, no source near the centre, unlike in "
+                             "brightness or colour) to this CSV")
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")
     args = parser.parse_args(argv)
     check_output_file(args.out, "--out")
+    if args.flags:
+        check_output_file(args.flags, "--flags")
     with distributed_session(args.device) as (ctx, device):
         setup_logging(quiet=not ctx.is_main)
         loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), device)
@@ -105,6 +136,7 @@ def main(argv=None) -> int:
         with LazyBar("predicting") if ctx.is_main else contextlib.nullcontext() as progress:
             result = predict_files(loaded, [sources[i] for i in mine],
                                    names=[names[i] for i in mine], batch_size=args.batch_size,
+                                   framing=shipped_stats() if args.frame else None,
                                    tta=args.tta, workers=args.workers, on_progress=progress,
                                    precision=args.precision)
         result = merge_shards(gather((mine, result), ctx))
@@ -116,10 +148,13 @@ def main(argv=None) -> int:
             print(f"  {message}", file=sys.stderr)
     if result.frame.empty:  # a header-only file must not replace earlier predictions
         kept = " (the file there is left as it was)" if os.path.exists(args.out) else ""
-        raise DataError(f"none of the {len(paths)} image(s) could be read, so {args.out} was "
+        raise DataError(f"none of the {len(sources)} image(s) could be read, so {args.out} was "
                         f"not written{kept}")
     result.to_csv(args.out, blank_columns=loaded.untrained_columns if args.blank_untrained else ())
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
+    if args.flags:
+        write_flags(args.flags, [sources[i] for i in result.kept],
+                    [names[i] for i in result.kept], result.frame["GalaxyID"])
     if loaded.untrained_columns and not args.blank_untrained:
         log.warning("%d of 37 answers were never trained by this model (%s ...): their values "
                     "are not predictions; --blank-untrained leaves them empty",

@@ -45,7 +45,7 @@ MIN_AREA = 6  # px of the analysis copy: smaller detections are noise
 ISOPHOTE = 0.085  # the detection threshold, as a share of the image's bright level (docstring)
 STATS_FILE = os.path.join(paths.ASSETS, "models", "framing_stats.json")
 # off by default: measured, re-framing the few cut-outs it moves costs more than it gains
-# there (README, "Automatic framing")
+# there (docs/command-line.md, "Automatic framing")
 FRAMING_BY_DEFAULT = False
 
 

@@ -91,8 +91,8 @@ with st.form("train_config"):
         questions = sorted({QUESTION_OF_COLUMN[c].number for c in answered})
         questions = [f"Q{n}" for n in questions]
         st.caption(f"{len(frame)} labelled galaxies; {len(answered)} of 37 answer columns "
-                   f"({', '.join(questions)}). More datasets: GALAXY_DATASETS (README, "
-                   f"*Publishing the app*).")
+                   f"({', '.join(questions)}). More datasets: GALAXY_DATASETS "
+                   f"(docs/publishing.md).")
     except DataError as exc:
         st.error(f"{exc}.")
     c1, c2, c3, c4 = st.columns(4)

@@ -30,3 +30,12 @@ def test_answer_columns_are_typed_only_in_the_schema():
             if path.endswith("schema.py"):
                 continue
             assert not pattern.search(open(path).read()), f"{path} retypes an answer column"
+
+
+def test_readme_starts_with_the_two_commands_and_stays_short():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert len(readme) < 12_000, f"README.md is {len(readme)} characters; move detail to docs/"
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert [line.split()[:2] for line in block] == [["make", "run"], ["make", "test"]]
+    for link in re.findall(r"\]\((docs/[^)]+)\)", readme):
+        assert os.path.isfile(os.path.join(ROOT, link)), f"README links to a missing {link}"

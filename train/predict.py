@@ -114,8 +114,8 @@ def main(argv=None) -> int:
                         default=FRAMING_BY_DEFAULT,
                         help="re-frame a galaxy framed unlike almost every training galaxy (far "
                              "off centre, much smaller or larger in its frame) before predicting "
-                             f"(default {'on' if FRAMING_BY_DEFAULT else 'off'}; README, "
-                             f"'Automatic framing')")
+                             f"(default {'on' if FRAMING_BY_DEFAULT else 'off'}; see "
+                             f"docs/command-line.md)")
     parser.add_argument("--flags", metavar="CSV",
                         help="also write GalaxyID,flags for the images unlike the training "
                              "cut-outs (too small, blank, no source near the centre, unlike in "

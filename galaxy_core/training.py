@@ -166,6 +166,8 @@ def _load_data(config: TrainConfig, table, preprocess, emit, started, ctx: DistC
         "train_fraction": config.train_fraction,
         "split_seed": config.seed, "subset": config.subset,
         "val_ids_sha": ids_digest(val_table.galaxy_ids), "world_size": ctx.world_size,
+        # which galaxies it learned from, so a page can tell a fit from a fair test per galaxy
+        "train_ids": [int(g) for g in train_table.galaxy_ids],
     }
     return _Data(table, train_table, val_table, train_images, val_images, description)
 

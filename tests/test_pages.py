@@ -266,6 +266,17 @@ def test_browser_filters_and_shows_labels_beside_predictions():
     assert any("Q1 shape" in m.value for m in at.markdown)
 
 
+def test_browser_says_per_galaxy_whether_the_model_trained_on_it(tmp_path, monkeypatch):
+    root = tmp_path / "unseen"
+    (root / "images").mkdir(parents=True)
+    galaxy_image(5).save(root / "images" / "900001.jpg")
+    (root / "labels.csv").write_text("GalaxyID,Class1.1\n900001,0.5\n")
+    monkeypatch.setenv("GALAXY_DATASETS", f"Unseen={root}")
+    at = app("pages/browse.py")
+    at.selectbox(key="browse_dataset").set_value("Unseen").run()
+    assert any("was not in the model's training data" in c.value for c in at.caption)
+
+
 def test_browser_thumbnails_are_clickable_and_captioned_by_the_sort_column():
     import pandas as pd
     labels = pd.read_csv(paths.SAMPLE_LABELS)
@@ -288,8 +299,8 @@ def test_browser_leaves_out_what_the_model_never_learned():
                             "Q8 odd feature"]  # Q3-5 and Q9-11: neither labelled nor learned
     assert all(t["model"].notna().all() for t in tables.values())
     assert any("Neither labelled here nor learned: Q3 bar" in c.value for c in at.caption)
-    # the shipped checkpoint does not record its training galaxies, and the page says so
-    assert any("does not record which galaxies" in c.value for c in at.caption)
+    # the shipped checkpoint records its training galaxies: every sample was one of them
+    assert any("was in the model's training data" in c.value for c in at.caption)
     # the whole-dataset comparison: one scatter per learned answer the dataset labels
     assert at.toggle(key="browse_compare").value  # 40 galaxies: on by default
     assert len(at.get("vega_lite_chart")) == 1

@@ -183,6 +183,8 @@ def test_train_fraction_trains_on_a_share_and_evaluation_reproduces_it(galaxy_fo
     assert loaded.meta["data"]["train_galaxies"] == 6 and loaded.meta["data"]["val_galaxies"] == 4
     train, val = training_split(loaded, galaxy_folder["labels"])
     assert len(train) == 6 and len(val) == 4
+    # the checkpoint names the galaxies it learned from (the browser tells fit from test by it)
+    assert sorted(loaded.meta["data"]["train_ids"]) == sorted(int(g) for g in train.galaxy_ids)
     with pytest.raises(ValueError, match="train_fraction"):
         tiny_config(galaxy_folder, tmp_path / "bad", train_fraction=1.5)
 

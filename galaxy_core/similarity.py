@@ -236,6 +236,8 @@ def load_index(path) -> SimilarityIndex:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SimilarityError(f"index not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise SimilarityError(f"{path}: not a similarity index (not a .npz file)")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             missing = [name for name in _ARRAYS if name not in arrays.files]

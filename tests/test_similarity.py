@@ -44,6 +44,7 @@ def built(tmp_path, folder, checkpoint_file):
 
 def cli_error(main, argv, capsys) -> str:
     """The one line a CLI prints for bad input (exit code 2)."""
+    capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
         run_cli(lambda: main(argv))
     assert stop.value.code == 2
@@ -222,3 +223,15 @@ def test_the_clis_run_as_commands(tmp_path, folder, checkpoint_file):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:2] == ["query,rank,GalaxyID,distance",
                                             "200002,1,200002,0.000000"]
+
+
+def test_embed_dataset_writes_the_index_where_the_app_looks(tmp_path, folder, checkpoint_file,
+                                                            monkeypatch, capsys):
+    monkeypatch.setenv("GALAXY_DATASETS", f"Extra={folder.parent}")
+    monkeypatch.setenv(similarity.INDEX_DIR_ENV, str(tmp_path / "indexes"))
+    assert embed.main(["--checkpoint", checkpoint_file, "--dataset", "Extra"]) == 0
+    expected = dataset_index_path("Extra", similarity.checkpoint_identity(checkpoint_file))
+    assert len(load_index(expected)) == 8
+    assert "no dataset named 'Nope'" in cli_error(
+        embed.main, ["--checkpoint", checkpoint_file, "--dataset", "Nope"], capsys)
+    assert "not both" in cli_error(embed.main, ["--dataset", "Extra", "--out", "x.npz"], capsys)

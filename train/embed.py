@@ -49,10 +49,10 @@ def main(argv=None) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out:
         check_output_file(args.out, "--out", (".npz",))
+    dataset = datasets.by_name(datasets.configured(), args.dataset) if args.dataset else None
     loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
     embedder = Embedder(loaded)
-    if args.dataset is not None:
-        dataset = datasets.by_name(datasets.configured(), args.dataset)
+    if dataset is not None:
         images, out = dataset.images, dataset_index_path(dataset.name, embedder.identity)
     else:
         images, out = args.images, args.out

@@ -8,7 +8,8 @@ indexed with --checkpoint (default: the shipped model, which was trained on all 
 800 included: say so beside the numbers). Prints:
 
 (a) how often a query turned 90 degrees and mirrored finds its original first, among the 800:
-    the turned image saved losslessly (PNG), and re-saved as JPEG (quality 90);
+    the turned image saved losslessly (PNG), and re-saved as JPEG (quality 90); and, harder,
+    turned 45 degrees (resampled: not one of the 8 views the embedding averages) and mirrored;
 (b) the mean RMSE between a query's volunteer fractions and those of its 5 nearest neighbours
     (itself left out), per question, over the answer cells known for both galaxies, divided by
     the same for 5 random other galaxies per query (seeded); the mean over all pairs is printed
@@ -43,8 +44,20 @@ from galaxy_core.similarity import (DIM, Embedder, load_index, new_index, save_i
 NEIGHBOURS = 5
 
 
-def turned_and_mirrored(path: str, fmt: str) -> bytes:
-    image = Image.open(path).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+# how each query is made from its original: turned 90 degrees and mirrored, saved losslessly or
+# re-compressed; or turned 45 degrees (resampled, so no longer one of the 8 views averaged)
+VARIANTS = {"png": ("turned 90 deg + mirrored, saved as PNG", 90, "PNG"),
+            "jpeg": ("turned 90 deg + mirrored, saved as JPEG q90", 90, "JPEG"),
+            "rot45": ("turned 45 deg (bilinear) + mirrored, saved as PNG", 45, "PNG")}
+
+
+def turned_and_mirrored(path: str, variant: str) -> bytes:
+    _, angle, fmt = VARIANTS[variant]
+    image = Image.open(path).convert("RGB")
+    if angle == 90:
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    else:  # the model's 50% centre crop lies inside the turned frame: no black corners in it
+        image = image.rotate(angle, Image.Resampling.BILINEAR)
     image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
@@ -118,6 +131,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True,
                         help="folder with images/ and labels_partial.csv (the real sample)")
     parser.add_argument("--checkpoint", default=paths.DEFAULT_MODEL)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="how (a)'s queries are made (default: all)")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
     labels = os.path.join(args.data, "labels_partial.csv")
@@ -148,15 +163,15 @@ def main(argv=None) -> int:
         index = load_index(os.path.join(folder, "heldout.npz"))  # as stored: float16
 
         report["turned_found_first"] = {}
-        for fmt in ("PNG", "JPEG"):
-            queries = [turned_and_mirrored(s, fmt) for s in sources]
-            _, turned, errors = embedder.embed_files(queries, names=[f"q.{fmt}"] * len(queries))
+        for variant in args.variants:
+            queries = [turned_and_mirrored(s, variant) for s in sources]
+            _, turned, errors = embedder.embed_files(queries, names=["query"] * len(queries))
             assert not errors, errors
             positions, _ = search(index, turned, 1)
             share = float((positions[:, 0] == np.arange(len(sources))).mean())
-            report["turned_found_first"][fmt] = share
-            print(f"(a) turned 90 deg + mirrored, saved as {fmt}: original found first for "
-                  f"{share:.1%} of {len(sources)}")
+            report["turned_found_first"][variant] = share
+            print(f"(a) {VARIANTS[variant][0]}: original found first for {share:.1%} of "
+                  f"{len(sources)}")
 
         learned = [c for c in loaded.trained_columns if c in held_out.columns]
         targets = held_out.targets[:, [COLUMN_INDEX[c] for c in learned]]

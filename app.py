@@ -15,6 +15,7 @@ navigation = st.navigation([
     st.Page("pages/classify.py", title="Classify", icon="🔭", url_path="classify"),
     st.Page("pages/gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),
     st.Page("pages/browse.py", title="Dataset browser", icon="🗂️", url_path="browse"),
+    st.Page("pages/similar.py", title="Similar galaxies", icon="🔍", url_path="similar"),
     st.Page("pages/model_card.py", title="Model card", icon="📄", url_path="model"),
     st.Page("pages/train.py", title="Train", icon="🛠️", url_path="train"),
 ])

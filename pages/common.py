@@ -357,3 +357,59 @@ def sample_paths() -> list[str]:
         return []
     return [image_path(paths.SAMPLE_IMAGES, g) for g in frame["GalaxyID"]
             if os.path.isfile(image_path(paths.SAMPLE_IMAGES, g))]
+
+
+# ---- similar galaxies (pages/similar.py) ---------------------------------------------------
+# (imported here, not at the top: this section is appended so that the rest stays untouched)
+import threading  # noqa: E402
+
+from galaxy_core import similarity  # noqa: E402
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _checkpoint_identity(path: str, mtime: float, size: int) -> dict:
+    return similarity.checkpoint_identity(path)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Preparing the model's features…")
+def _embedder(path: str, mtime: float, size: int) -> similarity.Embedder:
+    return similarity.Embedder(_load_model(path, mtime, size),
+                               _checkpoint_identity(path, mtime, size))
+
+
+def embedder_for(loaded: LoadedModel) -> similarity.Embedder:
+    """The model's feature extractor for similarity search, shared by all sessions."""
+    stat = os.stat(loaded.path)
+    return _embedder(loaded.path, stat.st_mtime, stat.st_size)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the similarity index…")
+def _similarity_index(path: str, mtime: float, size: int) -> similarity.SimilarityIndex:
+    return similarity.load_index(path)
+
+
+def similarity_index(path: str) -> similarity.SimilarityIndex | None:
+    """The index at ``path`` (reloaded when the file changes); None when there is none yet.
+    Raises ``SimilarityError`` for a file that is not a usable index."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return _similarity_index(path, stat.st_mtime, stat.st_size)
+
+
+@st.cache_resource
+def index_build_lock() -> threading.Lock:
+    """One index build at a time per server process (each uses every core)."""
+    return threading.Lock()
+
+
+@st.cache_data(max_entries=64, show_spinner="Embedding the query…")
+def _query_embedding(model_path: str, mtime: float, data: bytes, name: str) -> np.ndarray:
+    stat = os.stat(model_path)
+    return _embedder(model_path, stat.st_mtime, stat.st_size).embed_one(data, name)
+
+
+def query_embedding(loaded: LoadedModel, data: bytes, name: str) -> np.ndarray:
+    """An image's embedding (cached by its bytes). Raises ``ImageError``."""
+    return _query_embedding(loaded.path, os.path.getmtime(loaded.path), data, name)

@@ -1,0 +1,237 @@
+"""Similarity search: embeddings, the index file, search, and the train.embed / train.similar
+CLIs, on generated galaxies and an untrained 32 px model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from galaxy_core import similarity
+from galaxy_core.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from galaxy_core.similarity import (DIM, Embedder, SimilarityError, dataset_index_path,
+                                    file_digest, load_index, search, update_index)
+from tests.conftest import galaxy_image, make_loaded
+from train import embed, similar
+from train.common import run_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """8 distinct generated galaxies as <GalaxyID>.jpg."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(8):
+        galaxy_image(i, size=64, elongation=1.0 + 0.4 * i).save(images / f"{200000 + i}.jpg")
+    return images
+
+
+@pytest.fixture
+def built(tmp_path, folder, checkpoint_file):
+    out = tmp_path / "index.npz"
+    assert embed.main(["--checkpoint", checkpoint_file, "--images", str(folder),
+                       "--out", str(out)]) == 0
+    return out
+
+
+def cli_error(main, argv, capsys) -> str:
+    """The one line a CLI prints for bad input (exit code 2)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        run_cli(lambda: main(argv))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def similar_rows(argv, capsys) -> list[dict]:
+    capsys.readouterr()
+    assert similar.main(argv) == 0
+    return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+def test_index_stores_float16_unit_vectors_with_ids_checkpoint_and_preprocessing(
+        built, checkpoint_file):
+    with np.load(built, allow_pickle=False) as arrays:
+        assert arrays["vectors"].dtype == np.float16 and arrays["vectors"].shape == (8, DIM)
+        assert list(arrays["galaxy_ids"]) == [str(200000 + i) for i in range(8)]
+        norms = np.linalg.norm(arrays["vectors"].astype(np.float32), axis=1)
+        assert np.allclose(norms, 1.0, atol=2e-3)
+    index = load_index(built)
+    assert index.checkpoint["sha256"] == file_digest(checkpoint_file)
+    assert index.checkpoint["label"] == "model.pt"
+    assert index.meta["preprocess"]["image_size"] == 32 and index.meta["format"] == similarity.FORMAT
+
+
+def test_rerun_embeds_only_galaxies_not_yet_indexed(built, folder, checkpoint_file, monkeypatch):
+    before = load_index(built)
+    galaxy_image(50, size=64).save(folder / "300000.png")
+    galaxy_image(51, size=64).save(folder / "300001.jpg")
+    embedded = []
+    original = Embedder.embed_files
+    monkeypatch.setattr(Embedder, "embed_files", lambda self, sources, **kw: (
+        embedded.extend(os.path.basename(s) for s in sources), original(self, sources, **kw))[1])
+    assert embed.main(["--checkpoint", checkpoint_file, "--images", str(folder),
+                       "--out", str(built)]) == 0
+    assert sorted(embedded) == ["300000.png", "300001.jpg"]
+    after = load_index(built)
+    assert len(after) == 10 and after.galaxy_ids[-2:].tolist() == ["300000", "300001"]
+    np.testing.assert_array_equal(after.vectors[:8], before.vectors)
+    embedded.clear()
+    mtime = os.path.getmtime(built)
+    assert embed.main(["--checkpoint", checkpoint_file, "--images", str(folder),
+                       "--out", str(built)]) == 0
+    assert embedded == [] and os.path.getmtime(built) == mtime  # nothing new: file untouched
+
+
+def other_checkpoint(tmp_path) -> str:
+    model = make_loaded(head="plain", trained=("Class1.1",))
+    path = tmp_path / "other.pt"
+    atomic_save(make_checkpoint(model.net, model.preprocess, model.trained_columns, epoch=2,
+                                metrics={}, history=[], data={}, train_config={}), path)
+    return str(path)
+
+
+def test_one_index_never_mixes_two_checkpoints(built, folder, tmp_path, capsys):
+    other = other_checkpoint(tmp_path)
+    before = built.read_bytes()
+    line = cli_error(embed.main, ["--checkpoint", other, "--images", str(folder), "--out",
+                                 str(built)], capsys)
+    assert "model.pt" in line and "other.pt" in line and "one index holds one checkpoint" in line
+    assert built.read_bytes() == before
+    line = cli_error(similar.main, ["--index", str(built), "--image", str(folder),
+                                    "--checkpoint", other], capsys)
+    assert "other.pt" in line
+
+
+def test_a_rotated_and_mirrored_galaxy_finds_its_original_first(built, folder, tmp_path,
+                                                                checkpoint_file):
+    turned = tmp_path / "turned"
+    turned.mkdir()
+    for path in sorted(folder.iterdir()):
+        image = Image.open(path).transpose(Image.Transpose.ROTATE_90)
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(turned / f"{path.stem}.png")
+    embedder = Embedder(load_checkpoint(checkpoint_file))
+    index = load_index(built)
+    kept, queries, errors = embedder.embed_files(sorted(str(p) for p in turned.iterdir()))
+    assert not errors
+    positions, distances = search(index, queries, 2)
+    assert index.galaxy_ids[positions[:, 0]].tolist() == index.galaxy_ids.tolist()
+    assert (distances[:, 0] < distances[:, 1]).all()
+
+
+def test_folder_query_lists_k_neighbours_per_image_nearest_first(built, folder, checkpoint_file,
+                                                                 capsys):
+    rows = similar_rows(["--index", str(built), "--image", str(folder), "--k", "3",
+                         "--checkpoint", checkpoint_file], capsys)
+    assert list(rows[0]) == ["query", "rank", "GalaxyID", "distance"]
+    assert len(rows) == 8 * 3
+    for i in range(8):
+        mine = rows[3 * i: 3 * i + 3]
+        assert [r["rank"] for r in mine] == ["1", "2", "3"]
+        assert mine[0]["query"] == f"{200000 + i}.jpg" and mine[0]["GalaxyID"] == str(200000 + i)
+        assert float(mine[0]["distance"]) < 1e-4
+        assert [float(r["distance"]) for r in mine] == sorted(float(r["distance"]) for r in mine)
+
+
+def test_galaxy_id_query_finds_itself_at_distance_zero_without_loading_a_model(built, capsys,
+                                                                               monkeypatch):
+    monkeypatch.setattr(similar, "load_checkpoint", lambda *a: pytest.fail("model loaded"))
+    rows = similar_rows(["--index", str(built), "--image", "200003", "--k", "20"], capsys)
+    assert len(rows) == 8  # k beyond the index: every galaxy once
+    assert rows[0]["GalaxyID"] == "200003" and rows[0]["distance"] == "0.000000"
+    assert sorted(r["GalaxyID"] for r in rows) == [str(200000 + i) for i in range(8)]
+
+
+def test_search_orders_by_cosine_distance_and_breaks_ties_by_position():
+    index = similarity.with_added(similarity.new_index({"sha256": "x", "label": "x"},
+                                                       make_loaded().preprocess),
+                                  ["a", "b", "c", "d"], np.eye(4, DIM, dtype=np.float32)[[0, 1, 1, 2]])
+    positions, distances = search(index, np.eye(1, DIM, 1), 3)
+    assert positions.tolist() == [[1, 2, 0]]
+    np.testing.assert_allclose(distances, [[0.0, 0.0, 1.0]], atol=1e-6)
+    with pytest.raises(SimilarityError, match="k must be >= 1, got 0"):
+        search(index, np.eye(1, DIM), 0)
+
+
+def test_bad_inputs_are_one_clear_error_line(built, folder, tmp_path, checkpoint_file, capsys):
+    missing = str(tmp_path / "none.npz")
+    assert "index not found" in cli_error(similar.main, ["--index", missing, "--image", "1"],
+                                          capsys)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"SECRET-TEXT " * 100)
+    line = cli_error(similar.main, ["--index", str(garbage), "--image", "1"], capsys)
+    assert "not a similarity index" in line and "SECRET" not in line
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, vectors=np.array([{"a": 1}], dtype=object), galaxy_ids=np.array(["1"]),
+             meta=np.array("{}"))
+    assert "never unpickled" in cli_error(similar.main, ["--index", str(pickled), "--image",
+                                                         "1"], capsys)
+    line = cli_error(similar.main, ["--index", str(built), "--image", "999"], capsys)
+    assert "999" in line and "neither an image file, a folder, nor a GalaxyID" in line
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    assert "broken.jpg" in cli_error(similar.main, ["--index", str(built), "--image",
+                                                    str(broken), "--checkpoint",
+                                                    checkpoint_file], capsys)
+    assert "--k must be >= 1, got 0" in cli_error(
+        similar.main, ["--index", str(built), "--image", "200001", "--k", "0"], capsys)
+    assert "must end in one of .npz" in cli_error(
+        embed.main, ["--images", str(folder), "--out", str(tmp_path / "x.csv")], capsys)
+    assert "image folder not found" in cli_error(
+        embed.main, ["--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npz")],
+        capsys)
+
+
+def test_dataset_index_files_stay_in_the_index_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(similarity.INDEX_DIR_ENV, str(tmp_path / "indexes"))
+    identity = {"sha256": "ab" * 32, "label": "m.pt"}
+    for name in ("../../etc/passwd", "/tmp/x", "Kaggle sample", "Kaggle-sample", ""):
+        path = dataset_index_path(name, identity)
+        assert os.path.dirname(path) == str(tmp_path / "indexes")
+        assert os.path.basename(path).endswith(f"-{'ab' * 6}.npz")
+    assert dataset_index_path("Kaggle sample", identity) != dataset_index_path("Kaggle-sample",
+                                                                               identity)
+
+
+def test_update_index_keeps_unreadable_images_out(tmp_path, folder, checkpoint_file):
+    (folder / "400000.jpg").write_bytes(b"broken")
+    embedder = Embedder(load_checkpoint(checkpoint_file))
+    index, added, errors = update_index(embedder, str(folder), str(tmp_path / "i.npz"))
+    assert added == 8 and len(errors) == 1 and "400000.jpg" in errors[0][0]
+    assert "400000" not in index.galaxy_ids.tolist()
+
+
+def test_the_clis_run_as_commands(tmp_path, folder, checkpoint_file):
+    out = tmp_path / "cmd.npz"
+    done = subprocess.run([sys.executable, "-m", "train.embed", "--checkpoint", checkpoint_file,
+                           "--images", str(folder), "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-m", "train.similar", "--index", str(out),
+                           "--image", "200002", "--k", "2"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == ["query,rank,GalaxyID,distance",
+                                            "200002,1,200002,0.000000"]
+
+
+def test_embed_dataset_writes_the_index_where_the_app_looks(tmp_path, folder, checkpoint_file,
+                                                            monkeypatch, capsys):
+    monkeypatch.setenv("GALAXY_DATASETS", f"Extra={folder.parent}")
+    monkeypatch.setenv(similarity.INDEX_DIR_ENV, str(tmp_path / "indexes"))
+    assert embed.main(["--checkpoint", checkpoint_file, "--dataset", "Extra"]) == 0
+    expected = dataset_index_path("Extra", similarity.checkpoint_identity(checkpoint_file))
+    assert len(load_index(expected)) == 8
+    assert "no dataset named 'Nope'" in cli_error(
+        embed.main, ["--checkpoint", checkpoint_file, "--dataset", "Nope"], capsys)
+    assert "not both" in cli_error(embed.main, ["--dataset", "Extra", "--out", "x.npz"], capsys)

@@ -105,6 +105,10 @@ galaxy_id = picked
 row = frame[frame["GalaxyID"] == galaxy_id].iloc[0]
 loaded = active_model()
 st.subheader(f"Galaxy {galaxy_id}")
+if st.button("More like this", key="browse_similar", help="Galaxies of this dataset that the "
+             "model sees as most alike"):
+    st.session_state["similar_query"] = {"dataset": dataset.name, "galaxy_id": galaxy_id}
+    st.switch_page("pages/similar.py")
 if loaded is not None:
     seen = training_galaxies(loaded)
     if seen is None:

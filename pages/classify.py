@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core.augment import TTA_VIEWS
+from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
@@ -152,6 +153,12 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
             st.caption(fits_caption(open_image(source, labels[result.kept[i]]).info))
     with chart_col:
         st.markdown(f"### {galaxy_id}")
+        if st.button("More like this", key=f"classify_similar_{i}",
+                     help="Galaxies the model sees as most alike"):
+            st.session_state["similar_query"] = (
+                {"dataset": SAMPLES_NAME, "galaxy_id": galaxy_id} if isinstance(source, str)
+                else {"image": source, "name": str(galaxy_id)})
+            st.switch_page("pages/similar.py")
         st.markdown(f"**Verdict:** {verdict.text}" + (
             " *(uncertain: this image is unlike the training images)*" if unlike[i] else ""))
         for flag in unlike[i]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import altair as alt
 import numpy as np
@@ -22,7 +23,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from galaxy_core import access, datasets, paths, registry
+from galaxy_core import access, datasets, paths, registry, similarity
 from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
@@ -360,11 +361,6 @@ def sample_paths() -> list[str]:
 
 
 # ---- similar galaxies (pages/similar.py) ---------------------------------------------------
-# (imported here, not at the top: this section is appended so that the rest stays untouched)
-import threading  # noqa: E402
-
-from galaxy_core import similarity  # noqa: E402
-
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _checkpoint_identity(path: str, mtime: float, size: int) -> dict:

@@ -681,3 +681,18 @@ def test_fits_uploads_are_classified_with_their_sky_position():
     captions = [c.value for c in at.caption if c.value.startswith("FITS")]
     assert len(captions) == 2
     assert any("RA 202.46960°, Dec +47.19520°" in c for c in captions)
+
+
+@pytest.mark.parametrize("page, setup, button", [
+    ("pages/classify.py", lambda at: at.button[0].click().run(), "classify_similar_0"),
+    ("pages/browse.py", lambda at: at, "browse_similar"),
+])
+def test_more_like_this_opens_the_similar_galaxies_of_that_galaxy(page, setup, button):
+    at = app(page)
+    setup(at)
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    texts = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "Similar" in " ".join(t.value for t in at.title), [t.value for t in at.title]
+    assert "distance" in texts.lower()

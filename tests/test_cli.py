@@ -33,11 +33,11 @@ HAS_VENV = os.path.exists(os.path.join(ROOT, ".venv", ".installed"))
 e2e = pytest.mark.e2e
 
 
-def run(*args):
+def run(*args, timeout=300):
     """``python -m <args>`` in a fresh process, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+                          cwd=ROOT, env=env, timeout=timeout)
 
 
 @contextmanager
@@ -91,11 +91,14 @@ TINY_RUN = ["--epochs", "2", "--batch-size", "8", "--image-size", "32", "--worke
 
 @pytest.fixture(scope="module")
 def trained(galaxy_folder, tmp_path_factory):
-    """One tiny training run, in its own process, shared by the tests of this module."""
+    """One tiny training run shared by the tests of this module, in this process (train.train
+    runs in its own processes under train.sweep and make model)."""
     out = tmp_path_factory.mktemp("run")
-    done = run("train.train", "--images", galaxy_folder["images"], "--labels",
-               galaxy_folder["labels"], "--out", str(out), *TINY_RUN)
-    assert done.returncode == 0, done.stderr
+    with fresh_process_logging(), pytest.raises(SystemExit) as exit:
+        run_cli(lambda: importlib.import_module("train.train").main(
+            ["--images", galaxy_folder["images"], "--labels", galaxy_folder["labels"], "--out",
+             str(out), *TINY_RUN]))
+    assert exit.value.code == 0
     return out
 
 
@@ -433,13 +436,15 @@ SWEEP_COMMON = "--image-size 32 --batch-size 8 --workers 0 --device cpu --head t
 
 @e2e
 def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, tmp_path):
-    # the budget leaves room for a busy machine (the probe alone took 140 s at a load of 12 on
-    # 2 cores); --max-epochs 2 is what bounds the run on an idle one
+    # the budget (and the time allowed for the budget plus scoring) leaves room for a busy
+    # machine: the probe alone took 140 s at a load of 12 on 2 cores; --max-epochs 2 is what
+    # bounds the run on an idle one
     out = tmp_path / "sweep"
     done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
                galaxy_folder["labels"], "--out", str(out), "--common", SWEEP_COMMON,
                "--variant", "s0=--seed 0", "--variant", "s1=--seed 1 --crop-fraction 0.7",
-               "--variant", "all=--val-fraction 0", "--budget-s", "240", "--max-epochs", "2")
+               "--variant", "all=--val-fraction 0", "--budget-s", "240", "--max-epochs", "2",
+               timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "seconds per epoch with all 3 sharing" in done.stderr
     rows = json.load(open(out / "variants.json"))

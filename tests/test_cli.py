@@ -1,9 +1,21 @@
-"""Every command-line tool on tiny generated data, plus its errors (one line, non-zero exit)."""
+"""Every command-line tool on tiny generated data, plus its errors (one line, exit code 2).
 
+Most cases call a tool's ``main(argv)`` in this process, through ``train.common.run_cli`` as
+``python -m train.<tool>`` does (so the one ``error:`` line and the exit code are the real
+ones), with logging reset to what a fresh process has. The tests marked ``e2e`` run each tool
+as its own process, as a user does, and run ``make model`` and ``make learning-curve`` once.
+"""
+
+import ast
+import importlib
 import json
+import logging
 import os
+import shlex
 import subprocess
 import sys
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -12,14 +24,59 @@ from PIL import Image
 from galaxy_core import paths
 from galaxy_core.schema import CSV_HEADER
 from tests.conftest import make_galaxy_folder
+from train.common import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = sorted(f"train.{name[:-3]}" for name in os.listdir(os.path.join(ROOT, "train"))
+               if name.endswith(".py") and name not in ("__init__.py", "common.py"))
+HAS_VENV = os.path.exists(os.path.join(ROOT, ".venv", ".installed"))
+e2e = pytest.mark.e2e
 
 
-def run(*args):
+def run(*args, timeout=300):
+    """``python -m <args>`` in a fresh process, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+                          cwd=ROOT, env=env, timeout=timeout)
+
+
+@contextmanager
+def fresh_process_logging():
+    """The root logger as a new process has it (no handlers), so the tool's setup_logging
+    (logging.basicConfig, which does nothing once the root has a handler) installs its own
+    handler on the current, captured, stderr; pytest's handlers and level come back after."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    root.handlers = []
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers, root.level = saved_handlers, saved_level
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli("train.predict", *args)``: the tool's ``main`` run in this process as
+    ``python -m`` runs it; returns its exit code, stdout and stderr like a finished process."""
+    def call(tool, *args):
+        main = importlib.import_module(tool).main
+        capsys.readouterr()  # what came before is not this tool's output
+        with fresh_process_logging(), pytest.raises(SystemExit) as exit:
+            run_cli(lambda: main([str(a) for a in args]))
+        out, err = capsys.readouterr()
+        code = exit.value.code
+        return SimpleNamespace(returncode=0 if code is None else code, stdout=out, stderr=err)
+    return call
+
+
+def assert_one_error_line(done, message):
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +84,21 @@ def galaxy_folder(tmp_path_factory):
     return make_galaxy_folder(tmp_path_factory.mktemp("galaxies"))
 
 
+TINY_RUN = ["--epochs", "2", "--batch-size", "8", "--image-size", "32", "--workers", "0",
+            "--head", "tree", "--augment", "full", "--schedule", "onecycle", "--crop-fraction",
+            "0.7"]
+
+
 @pytest.fixture(scope="module")
 def trained(galaxy_folder, tmp_path_factory):
-    """One tiny training run shared by the tests of this module."""
+    """One tiny training run shared by the tests of this module, in this process (train.train
+    runs in its own processes under train.sweep and make model)."""
     out = tmp_path_factory.mktemp("run")
-    done = run("train.train", "--images", galaxy_folder["images"], "--labels",
-               galaxy_folder["labels"], "--out", str(out), "--epochs", "2", "--batch-size", "8",
-               "--image-size", "32", "--workers", "0", "--head", "tree", "--augment", "full",
-               "--schedule", "onecycle", "--crop-fraction", "0.7")
-    assert done.returncode == 0, done.stderr
+    with fresh_process_logging(), pytest.raises(SystemExit) as exit:
+        run_cli(lambda: importlib.import_module("train.train").main(
+            ["--images", galaxy_folder["images"], "--labels", galaxy_folder["labels"], "--out",
+             str(out), *TINY_RUN]))
+    assert exit.value.code == 0
     return out
 
 
@@ -46,7 +109,8 @@ def test_train_writes_checkpoints_history_and_curves(trained):
     assert Image.open(trained / "curves.png").size[0] > 200
 
 
-def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
+@e2e
+def test_predict_evaluate_gradcam_end_to_end(trained, galaxy_folder, tmp_path):
     ckpt = str(trained / "best.pt")
     out_csv = tmp_path / "pred.csv"
     done = run("train.predict", "--checkpoint", ckpt, "--images", galaxy_folder["images"],
@@ -64,13 +128,6 @@ def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
     assert 0 < json.load(open(report))["model"]["rmse"] < 1
     assert (tmp_path / "plots" / "pred_vs_true.png").is_file()
 
-    done = run("train.evaluate", "--checkpoint", ckpt, "--images", galaxy_folder["images"],
-               "--labels", galaxy_folder["labels"], "--split", "val", "--json", str(report),
-               "--workers", "0")
-    assert done.returncode == 0, done.stderr
-    assert json.load(open(report))["model"]["galaxies"] == 3  # 20% of 16, as trained
-    assert "training galaxies' mean" in done.stdout
-
     png = tmp_path / "cam.png"
     done = run("train.gradcam", "--checkpoint", ckpt, "--image", "100003", "--images",
                galaxy_folder["images"], "--answer", "Class1.2", "--method", "gradcam++",
@@ -78,11 +135,37 @@ def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
     assert done.returncode == 0, done.stderr
     width, height = Image.open(png).size
     assert width == 3 * height
-    done = run("train.gradcam", "--checkpoint", ckpt, "--image", "100003", "--images",
-               galaxy_folder["images"], "--method", "layercam", "--layer", "layer3", "--tta",
-               "--out", str(png))
+
+
+def test_evaluate_val_split_and_gradcam_options(cli, trained, galaxy_folder, tmp_path):
+    ckpt = str(trained / "best.pt")
+    report = tmp_path / "report.json"
+    done = cli("train.evaluate", "--checkpoint", ckpt, "--images", galaxy_folder["images"],
+               "--labels", galaxy_folder["labels"], "--split", "val", "--json", report,
+               "--workers", "0")
     assert done.returncode == 0, done.stderr
-    assert "layercam for" in done.stderr and Image.open(png).size == (height, height)
+    assert json.load(open(report))["model"]["galaxies"] == 3  # 20% of 16, as trained
+    assert "training galaxies' mean" in done.stdout
+
+    png = tmp_path / "cam.png"
+    done = cli("train.gradcam", "--checkpoint", ckpt, "--image", "100003", "--images",
+               galaxy_folder["images"], "--method", "layercam", "--layer", "layer3", "--tta",
+               "--out", png)
+    assert done.returncode == 0, done.stderr
+    width, height = Image.open(png).size
+    assert "layercam for" in done.stderr and width == height
+
+
+def test_evaluate_refuses_labels_that_do_not_reproduce_the_split(cli, trained, galaxy_folder,
+                                                                  tmp_path):
+    """--split val recreates the held-out galaxies from the labels file; if that file has
+    changed (a row dropped here), they are other galaxies, and scoring them is refused."""
+    labels = pd.read_csv(galaxy_folder["labels"])
+    changed = tmp_path / "changed.csv"
+    labels.drop(index=5).to_csv(changed, index=False)
+    done = cli("train.evaluate", "--checkpoint", trained / "best.pt", "--images",
+               galaxy_folder["images"], "--labels", changed, "--split", "val", "--workers", "0")
+    assert_one_error_line(done, "does not reproduce the checkpoint's validation split")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -101,29 +184,43 @@ def test_predict_evaluate_gradcam(trained, galaxy_folder, tmp_path):
     (["train.train", "--images", "/nope", "--labels", "/nope.csv", "--init-from", "{ckpt}",
       "--resume", "{ckpt}"], "init_from and resume exclude each other"),
 ])
-def test_errors_are_one_clear_line(trained, args, message):
+def test_errors_are_one_clear_line(cli, trained, args, message):
     args = [a.replace("{ckpt}", str(trained / "best.pt")) for a in args]
-    done = run(*args)
+    assert_one_error_line(cli(*args), message)
+
+
+@e2e
+def test_an_error_is_one_clear_line_from_a_real_process():
+    done = run("train.predict", "--checkpoint", "/nonexistent.pt", "--images", ".", "--out",
+               "x.csv")
     assert done.returncode == 2
-    assert message in done.stderr
-    assert "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: ") and "checkpoint not found" in done.stderr
 
 
-@pytest.mark.parametrize("tool", ["train.train", "train.predict", "train.evaluate", "train.gradcam",
-                                  "train.sweep"])
-def test_help(tool):
-    done = run(tool, "--help")
+def test_every_tool_runs_main_through_run_cli():
+    """What the in-process tests rely on: ``python -m train.<tool>`` is ``run_cli(main)``."""
+    for tool in TOOLS:
+        tree = ast.parse(open(os.path.join(ROOT, *tool.split(".")) + ".py").read())
+        guard = [node for node in tree.body if isinstance(node, ast.If)
+                 and ast.unparse(node.test) == "__name__ == '__main__'"]
+        assert len(guard) == 1 and [ast.unparse(s) for s in guard[0].body] == ["run_cli(main)"], \
+            tool
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help(cli, tool):
+    done = cli(tool, "--help")
     assert done.returncode == 0 and "usage" in done.stdout
 
 
-def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
+def test_export_half_precision_and_model_card(cli, trained, galaxy_folder, tmp_path):
+    import torch
     exported = tmp_path / "shipped.pt"
-    done = run("train.export", "--checkpoint", str(trained / "best.pt"), "--out", str(exported),
+    done = cli("train.export", "--checkpoint", trained / "best.pt", "--out", exported,
                "--half", "--check-images", galaxy_folder["images"])
     assert done.returncode == 0, done.stderr
     assert "largest prediction change" in done.stderr
-    import torch
     raw = torch.load(exported, weights_only=True)
     assert "optimizer_state" not in raw
     state = raw["state_dict"]
@@ -132,7 +229,7 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
 
     # an export whose predictions move too far is refused and leaves the old file as it was
     before = exported.read_bytes()
-    done = run("train.export", "--checkpoint", str(trained / "best.pt"), "--out", str(exported),
+    done = cli("train.export", "--checkpoint", trained / "best.pt", "--out", exported,
                "--half", "--tolerance", "0", "--check-images", galaxy_folder["images"])
     assert done.returncode != 0 and "export changes predictions by" in done.stderr
     assert exported.read_bytes() == before
@@ -140,7 +237,7 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     assert raw["exported_from"] == trained.name
     # exported again (in place, as when newer held-out scores are attached): the same weights,
     # and still named after the run it came from
-    done = run("train.export", "--checkpoint", str(exported), "--out", str(exported), "--half",
+    done = cli("train.export", "--checkpoint", exported, "--out", exported, "--half",
                "--check-images", galaxy_folder["images"])
     assert done.returncode == 0, done.stderr
     again = torch.load(exported, weights_only=True)
@@ -148,15 +245,16 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     assert all(torch.equal(again["state_dict"][k], v) for k, v in state.items())
 
     report = tmp_path / "eval.json"
-    run("train.evaluate", "--checkpoint", str(exported), "--images", galaxy_folder["images"],
-        "--labels", galaxy_folder["labels"], "--split", "val", "--json", str(report),
-        "--workers", "0")
+    done = cli("train.evaluate", "--checkpoint", exported, "--images", galaxy_folder["images"],
+               "--labels", galaxy_folder["labels"], "--split", "val", "--json", report,
+               "--workers", "0")
+    assert done.returncode == 0, done.stderr
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps([{"name": "tiny", "epochs": 2, "best_val_rmse": 0.2,
                                      "minutes": 0.1}]))
     card = tmp_path / "card.md"
-    done = run("train.model_card", "--checkpoint", str(exported), "--evaluation", str(report),
-               "--variants", str(variants), "--out", str(card))
+    done = cli("train.model_card", "--checkpoint", exported, "--evaluation", report,
+               "--variants", variants, "--out", card)
     assert done.returncode == 0, done.stderr
     text = card.read_text()
     rmse = json.load(open(report))["model"]["rmse"]
@@ -166,28 +264,39 @@ def test_export_half_precision_and_model_card(trained, galaxy_folder, tmp_path):
     assert "augmentation 'full' (any rotation, flips" in text
 
 
-def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galaxy_folder,
+@e2e
+def test_export_and_model_card_end_to_end(trained, galaxy_folder, tmp_path):
+    exported = tmp_path / "shipped.pt"
+    done = run("train.export", "--checkpoint", str(trained / "last.pt"), "--out", str(exported),
+               "--half", "--check-images", galaxy_folder["images"])
+    assert done.returncode == 0, done.stderr
+    assert "largest prediction change" in done.stderr and exported.is_file()
+    card = tmp_path / "card.md"
+    done = run("train.model_card", "--checkpoint", paths.DEFAULT_MODEL, "--out", str(card))
+    assert done.returncode == 0, done.stderr
+    assert "Accuracy on held-out galaxies" in card.read_text()
+
+
+def test_all_data_model_ships_with_its_recipes_heldout_validation(cli, trained, galaxy_folder,
                                                                    tmp_path):
     """--val-fraction 0 leaves no galaxies to test on; export attaches the held-out scores of
     the same recipe on a split (the `trained` run's final epoch), and the card and app report
     those."""
     all_data = tmp_path / "all"
-    done = run("train.train", "--images", galaxy_folder["images"], "--labels",
-               galaxy_folder["labels"], "--out", str(all_data), "--epochs", "2", "--batch-size",
-               "8", "--image-size", "32", "--workers", "0", "--head", "tree", "--augment", "full",
-               "--schedule", "onecycle", "--crop-fraction", "0.7", "--val-fraction", "0")
+    done = cli("train.train", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", all_data, *TINY_RUN, "--val-fraction", "0")
     assert done.returncode == 0, done.stderr
     reports = {}
     for tag, extra in (("plain", []), ("tta", ["--tta"])):
         reports[tag] = tmp_path / f"split_{tag}.json"
-        done = run("train.evaluate", "--checkpoint", str(trained / "last.pt"), "--images",
+        done = cli("train.evaluate", "--checkpoint", trained / "last.pt", "--images",
                    galaxy_folder["images"], "--labels", galaxy_folder["labels"], "--split",
-                   "val", "--json", str(reports[tag]), "--workers", "0", *extra)
+                   "val", "--json", reports[tag], "--workers", "0", *extra)
         assert done.returncode == 0, done.stderr
     shipped = tmp_path / "shipped.pt"
     export = ["train.export", "--checkpoint", str(all_data / "last.pt"), "--out", str(shipped),
               "--check-images", galaxy_folder["images"]]
-    done = run(*export, "--heldout", str(reports["plain"]), "--heldout-tta", str(reports["tta"]))
+    done = cli(*export, "--heldout", reports["plain"], "--heldout-tta", reports["tta"])
     assert done.returncode == 0, done.stderr
 
     from galaxy_core.checkpoint import load_checkpoint
@@ -204,7 +313,7 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     assert f"**{tta:.4f}** averaged over 8 views" in info["accuracy"]
 
     card = tmp_path / "card.md"
-    done = run("train.model_card", "--checkpoint", str(shipped), "--out", str(card))
+    done = cli("train.model_card", "--checkpoint", shipped, "--out", card)
     assert done.returncode == 0, done.stderr
     text = card.read_text()
     assert "Accuracy on held-out galaxies" in text and f"{rmse:.4f}" in text
@@ -222,8 +331,8 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
     assert bare["accuracy"].startswith("no held-out accuracy")
 
     # a card needs some held-out accuracy
-    done = run("train.model_card", "--checkpoint", str(all_data / "last.pt"), "--out", str(card))
-    assert done.returncode == 2 and "no validation of its own recipe" in done.stderr
+    done = cli("train.model_card", "--checkpoint", all_data / "last.pt", "--out", card)
+    assert_one_error_line(done, "no validation of its own recipe")
 
     # the held-out runs must be of the same recipe, held out, and paired one to one
     other = json.load(open(reports["plain"]))
@@ -242,36 +351,50 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(trained, galax
               str(reports["tta"])], "one file per --heldout file"),
             (["--heldout", str(tmp_path / "missing.json")], "cannot read"),
     ):
-        done = run(*export, *args)
+        done = cli(*export, *args)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, ".venv", ".installed")),
-                    reason="make model depends on the .venv that `make test` installs")
-def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
+def make_variables(galaxy_folder, tmp_path, variants):
+    return [f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
+            f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={tmp_path / 'model'}",
+            f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}", f"VARIANTS={variants}",
+            "TRAIN_DEVICE=cpu", "EPOCHS=1",
+            "RECIPE=--image-size 32 --crop-fraction 0.7 --head tree --augment full "
+            "--batch-size 8 --workers 0"]
+
+
+@e2e
+@pytest.mark.skipif(not HAS_VENV, reason="make model depends on the .venv that `make test` "
+                    "installs")
+def test_make_model_runs_the_whole_shipping_pipeline(cli, galaxy_folder, tmp_path):
     """The documented one command (`make model`), on 16 galaxies with a one-epoch recipe: two
     validation runs, the all-data run, their scores, the export and the card."""
     model_dir = tmp_path / "model"
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps([{"name": "tiny", "epochs": 1, "best_val_rmse": 0.2}]))
-    command = ["make", "-s", "model", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
-               f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={model_dir}",
-               f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}",
-               f"VARIANTS={variants}", "TRAIN_DEVICE=cpu", "EPOCHS=1",
-               "RECIPE=--image-size 32 --crop-fraction 0.7 --head tree --augment full "
-               "--batch-size 8 --workers 0"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    variables = make_variables(galaxy_folder, tmp_path, variants)
+    done = subprocess.run(["make", "-s", "model", *variables], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     runs = sorted((tmp_path / "runs").glob("*/last.pt"))
     assert len(runs) == 4
     written = [os.path.getmtime(p) for p in runs]
-    # run again (as after an interruption): finished runs are left as they are
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "PYTHONPATH": ROOT})
-    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    assert again.stderr.count("nothing left to train") == 4
+    # run again (as after an interruption): make's own training commands, as `make -n` lists
+    # them, leave the finished runs as they are
+    listed = subprocess.run(["make", "-s", "-n", "model", *variables, "HARDWARE=unused"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    commands = [shlex.split(line) for line in listed.stdout.splitlines()
+                if " -m train.train " in line]
+    assert len(commands) == 4
+    said = 0
+    for command in commands:
+        assert command[:3] == [sys.executable, "-m", "train.train"]
+        again = cli("train.train", *command[3:])
+        assert again.returncode == 0, again.stderr
+        said += again.stderr.count("nothing left to train")
+    assert said == 4
     assert [os.path.getmtime(p) for p in runs] == written
     from galaxy_core.checkpoint import load_checkpoint
     shipped = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
@@ -282,9 +405,11 @@ def test_make_model_runs_the_whole_shipping_pipeline(galaxy_folder, tmp_path):
     assert (model_dir / "rmse_per_question.png").is_file()
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, ".venv", ".installed")),
-                    reason="make learning-curve depends on the .venv that `make test` installs")
-def test_make_learning_curve_trains_nested_shares_and_the_card_shows_them(galaxy_folder, tmp_path):
+@e2e
+@pytest.mark.skipif(not HAS_VENV, reason="make learning-curve depends on the .venv that "
+                    "`make test` installs")
+def test_make_learning_curve_trains_nested_shares_and_the_card_shows_them(cli, galaxy_folder,
+                                                                          tmp_path):
     done = subprocess.run(
         ["make", "-s", "learning-curve", f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
          f"LABELS={galaxy_folder['labels']}", f"RUNS={tmp_path / 'runs'}",
@@ -298,21 +423,28 @@ def test_make_learning_curve_trains_nested_shares_and_the_card_shows_them(galaxy
     assert {r["learning_curve"] for r in rows} == {"the shipped recipe on split 0"}
     assert {r["split_seed"] for r in rows} == {0}
     card = tmp_path / "card.md"
-    done = run("train.model_card", "--checkpoint", paths.DEFAULT_MODEL, "--variants",
-               str(tmp_path / "runs" / "learning_curve" / "variants.json"), "--out", str(card))
+    done = cli("train.model_card", "--checkpoint", paths.DEFAULT_MODEL, "--variants",
+               tmp_path / "runs" / "learning_curve" / "variants.json", "--out", card)
     assert done.returncode == 0, done.stderr
     text = card.read_text()
     assert "## Accuracy against the amount of training data" in text
     assert "| 10 |" in text
 
 
+SWEEP_COMMON = "--image-size 32 --batch-size 8 --workers 0 --device cpu --head tree"
+
+
+@e2e
 def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, tmp_path):
+    # the budget (and the time allowed for the budget plus scoring) leaves room for a busy
+    # machine: the probe alone took 140 s at a load of 12 on 2 cores; --max-epochs 2 is what
+    # bounds the run on an idle one
     out = tmp_path / "sweep"
-    common = "--image-size 32 --batch-size 8 --workers 0 --device cpu --head tree"
     done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
-               galaxy_folder["labels"], "--out", str(out), "--common", common,
+               galaxy_folder["labels"], "--out", str(out), "--common", SWEEP_COMMON,
                "--variant", "s0=--seed 0", "--variant", "s1=--seed 1 --crop-fraction 0.7",
-               "--variant", "all=--val-fraction 0", "--budget-s", "120", "--max-epochs", "2")
+               "--variant", "all=--val-fraction 0", "--budget-s", "240", "--max-epochs", "2",
+               timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "seconds per epoch with all 3 sharing" in done.stderr
     rows = json.load(open(out / "variants.json"))
@@ -327,7 +459,7 @@ def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, 
 
     # --epochs with --budget-s: the budget is a hard stop; what ran is scored, marked as stopped
     done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
-               galaxy_folder["labels"], "--out", str(tmp_path / "cut"), "--common", common,
+               galaxy_folder["labels"], "--out", str(tmp_path / "cut"), "--common", SWEEP_COMMON,
                "--variant", "s0=--seed 0", "--epochs", "100000", "--budget-s", "15",
                "--learning-curve", "a curve")
     assert done.returncode == 1 and "time budget spent" in done.stderr, done.stderr[-3000:]
@@ -335,20 +467,23 @@ def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, 
     assert row["name"] == f"s0 (stopped at epoch {row['epochs']} of 100000)" and row["epochs"] >= 1
     assert 0 < row["best_val_rmse"] < 1 and "learning_curve" not in row
 
+
+def test_sweep_refuses_bad_variants_before_running_anything(cli, galaxy_folder, tmp_path):
     for variant, message in (("bad=--image-sise 32", "unknown flag"),
                              ("bad=--epochs 3", "set by the sweep"),
                              ("bad=--head round", "invalid choice"),
                              ("no flags", "must look like")):
-        done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
-                   galaxy_folder["labels"], "--out", str(tmp_path / "x"), "--variant", variant,
+        done = cli("train.sweep", "--images", galaxy_folder["images"], "--labels",
+                   galaxy_folder["labels"], "--out", tmp_path / "x", "--variant", variant,
                    "--epochs", "1")
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert not (tmp_path / "x" / "runs").exists()  # refused before anything ran
-    done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
-               galaxy_folder["labels"], "--out", str(tmp_path / "x"), "--variant", "s0=--seed 0")
+    done = cli("train.sweep", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", tmp_path / "x", "--variant", "s0=--seed 0")
     assert done.returncode == 2 and "give --epochs, --budget-s or both" in done.stderr
 
 
+@e2e
 def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):
     out = tmp_path / "samples"
     done = run("train.make_samples", "--images", galaxy_folder["images"], "--labels",
@@ -360,6 +495,21 @@ def test_make_samples_picks_validation_galaxies_only(galaxy_folder, tmp_path):
     chosen = pd.read_csv(out / "labels.csv")["GalaxyID"]
     assert len(chosen) == 3 and set(chosen) <= set(val.galaxy_ids)
     assert len(os.listdir(out / "images")) == 3
+
+
+@e2e
+def test_compare_trains_each_recipe_step_into_one_table(galaxy_folder, tmp_path):
+    from train.compare import VARIANTS
+    done = run("train.compare", "--images", galaxy_folder["images"], "--labels",
+               galaxy_folder["labels"], "--out", str(tmp_path / "compare"), "--epochs", "1",
+               "--image-size", "32")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.load(open(tmp_path / "compare" / "variants.json"))
+    assert [r["name"] for r in rows] == [name for name, _ in VARIANTS]
+    assert all(r["epochs"] == 1 and 0 < r["best_val_rmse"] < 1 for r in rows)
+    # each step keeps the changes before it
+    assert rows[0]["config"]["head"] == "plain" and rows[-1]["config"]["head"] == "tree"
+    assert rows[-1]["config"]["crop_fraction"] == 0.5 and rows[-1]["config"]["augment"] == "full"
 
 
 def test_model_card_learning_curve_section_extrapolates_only_a_falling_curve():

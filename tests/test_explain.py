@@ -78,9 +78,20 @@ def test_the_view_averaged_map_turns_with_the_galaxy(method):
 
 
 def test_default_target_is_the_top_trained_answer():
-    loaded = make_loaded(trained=("Class1.1", "Class1.2", "Class1.3"))
-    result = compute_cam(loaded, image_tensor(32))
-    assert result.answer_column in ("Class1.1", "Class1.2", "Class1.3")
+    from galaxy_core.predict import predict_tensor
+    from galaxy_core.schema import ANSWER_COLUMNS
+    image = image_tensor(32)
+    preds = predict_tensor(make_loaded(head="tree"), image.unsqueeze(0))[0]  # (37,)
+    order = [ANSWER_COLUMNS[i] for i in np.argsort(-preds, kind="stable")]
+    assert preds.max() > np.sort(preds)[-2] > np.sort(preds)[-3]  # no tie decides the answer
+    # every answer learned: the top one
+    assert compute_cam(make_loaded(head="tree"), image).answer_column == order[0]
+    # the top answer not learned: the best of the learned ones, wherever it sits among them
+    trained = sorted(order[1:4] + order[-3:], key=ANSWER_COLUMNS.index)
+    assert trained[0] != order[1]
+    result = compute_cam(make_loaded(head="tree", trained=trained), image)
+    assert result.answer_column == order[1]
+    assert result.probability == pytest.approx(float(np.sort(preds)[-2]), abs=1e-6)
 
 
 def test_failure_leaves_no_hooks_and_restores_training_mode():

@@ -549,7 +549,15 @@ def test_browser_pages_through_a_full_kaggle_sized_table(tmp_path, monkeypatch):
     assert not at.exception
     page_label = next(n for n in at.number_input if n.label.startswith("Page")).label
     assert "of 2566;" in page_label and "61578 of 61578" in page_label
-    assert len(at.get("imgs")) <= 24 or len(at.image) <= 24
+    # one page of 24 thumbnails: the 3 galaxies with an image shown (each a button), the other
+    # 21 named as unreadable, then the first galaxy again, larger, for inspection; nothing of
+    # page 2
+    ids = [str(g) for g in frame["GalaxyID"][:24]]
+    assert [b.key for b in at.button if b.key and b.key.startswith("browse_thumb_")] == [
+        f"browse_thumb_{g}" for g in ids[:3]]
+    assert len(at.get("image")) == 4
+    assert sorted(c.value for c in at.caption if c.value.endswith("no readable image")) == \
+        [f"{g}: no readable image" for g in ids[3:]]
 
 
 def page_text(at) -> str:

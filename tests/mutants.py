@@ -1,0 +1,218 @@
+"""Mutation check: plant bugs that matter, one at a time, and see whether the fast tests fail.
+
+    python -m tests.mutants              # every mutant (a few minutes each at most)
+    python -m tests.mutants --list       # names and what each one breaks
+    python -m tests.mutants NAME ...     # only these
+    python -m tests.mutants --quick      # only each mutant's own test files
+
+Each mutant is one exact textual replacement (``old`` -> ``new``) in one source file, made in a
+temporary copy of the repository, so the working tree is never touched. The fast tests then run
+on that copy: every test file except the torchrun, benchmark and browser tests, and without the
+tests marked ``e2e`` (command-line tools run end to end in fresh processes), with ``-x`` so that
+a caught mutant stops at its first failure (the files most likely to catch it run first).
+
+A mutant is *killed* when the tests fail and *SURVIVED* when they pass; one whose ``old`` text
+is not in its file exactly once *did not apply* (the source moved on: update the mutant). The
+tests are first run once without any mutant, and must pass. Exit status 0 only if every mutant
+applied and was killed. Not part of ``make test``: it runs the fast tests once per mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the slow suites: torchrun with two processes, the benchmark, a real browser
+SLOW_FILES = ("test_distributed.py", "test_bench.py", "test_browser.py")
+PYTEST = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not e2e"]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
+    new: str
+    breaks: str  # the bug, in words
+    tests: tuple[str, ...] = ()  # test files likely to catch it, run first
+
+
+MUTANTS = (
+    Mutant("nan-labels-read-as-zero", "galaxy_core/training.py",
+           "loss = masked_mse(outputs.float(), targets)",
+           "loss = torch.nn.functional.mse_loss(outputs.float(), torch.nan_to_num(targets))",
+           "fit trains unknown (NaN) label cells towards 0 instead of masking them",
+           ("tests/test_training.py", "tests/test_runs.py")),
+    Mutant("password-compared-with-==", "galaxy_core/access.py",
+           "return hmac.compare_digest(configured.encode(), entered.encode())",
+           "return configured == entered",
+           "the admin password is compared in variable time (==, not hmac.compare_digest)",
+           ("tests/test_access.py",)),
+    Mutant("no-megapixel-limit", "galaxy_core/images.py",
+           "if image.width * image.height > MAX_PIXELS:",
+           "if False:",
+           "images over the 40-megapixel limit are decoded (decompression bombs)",
+           ("tests/test_images.py", "tests/test_inputs.py")),
+    Mutant("no-upload-size-limit", "galaxy_core/images.py",
+           "if len(data) > MAX_BYTES:",
+           "if False:",
+           "uploads over the 25 MB limit are accepted",
+           ("tests/test_images.py", "tests/test_inputs.py")),
+    Mutant("val-split-not-checked", "galaxy_core/evaluate.py",
+           'if ids_digest(val.galaxy_ids) != data["val_ids_sha"]:',
+           "if False:",
+           "evaluate --split val scores galaxies other than the ones held out in training",
+           ("tests/test_evaluate.py", "tests/test_cli.py")),
+    Mutant("two-training-jobs-at-once", "galaxy_core/jobs.py",
+           "if self.state is not None and self.state.running:",
+           "if False:",
+           "a second training job starts while one is running",
+           ("tests/test_pages.py", "tests/test_runs.py")),
+    Mutant("half-precision-head", "galaxy_core/checkpoint.py",
+           'in_blocks = ".layer" in f".{key}" and value.dim() == 4',
+           'in_blocks = ".layer" in f".{key}" and value.dim() == 4 or ".fc." in key',
+           "export --half stores the output head in float16 too",
+           ("tests/test_checkpoint.py", "tests/test_cli.py")),
+    # a few more that a user would notice
+    Mutant("tree-head-ignores-parents", "galaxy_core/model.py",
+           "probs = probs * values[parent]",
+           "probs = probs",
+           "the tree head's answers no longer sum to their parent answer",
+           ("tests/test_model.py", "tests/test_schema.py")),
+    Mutant("roundness-hangs-off-features", "galaxy_core/schema.py",
+           '"How rounded is it?", "Class1.1",',
+           '"How rounded is it?", "Class1.2",',
+           "Q7 (how round) weighted by 'features or disk' instead of 'smooth'",
+           ("tests/test_schema.py",)),
+    Mutant("tta-view-not-turned-back", "galaxy_core/augment.py",
+           "-(i // 2),",
+           "(i // 2),",
+           "the 8-view Grad-CAM turns the rotated views' maps the wrong way back",
+           ("tests/test_explain.py", "tests/test_augment.py")),
+    Mutant("wildcard-address-is-loopback", "galaxy_core/access.py",
+           "if not address:\n        return False",
+           "if not address or address == \"0.0.0.0\":\n        return True",
+           "a server on every interface (0.0.0.0) lets anyone train without a password",
+           ("tests/test_access.py",)),
+    Mutant("masked-mse-divides-by-all-cells", "galaxy_core/metrics.py",
+           "return diff.pow(2).sum() / known.sum().clamp(min=1)",
+           "return diff.pow(2).sum() / known.numel()",
+           "the loss averages over unknown cells too (diluted by the missing answers)",
+           ("tests/test_training.py",)),
+    Mutant("rmse-counts-unknown-cells", "galaxy_core/metrics.py",
+           "known = ~np.isnan(targets)\n    sq = np.where(known,",
+           "known = np.ones(targets.shape, dtype=bool)\n    sq = np.where(known,",
+           "RMSE reads unknown answers as 0 (the partial sample's 20 missing columns)",
+           ("tests/test_evaluate.py",)),
+)
+
+
+def fast_test_files(root: str) -> list[str]:
+    folder = os.path.join(root, "tests")
+    return sorted(f"tests/{name}" for name in os.listdir(folder)
+                  if re.fullmatch(r"test_\w+\.py", name) and name not in SLOW_FILES)
+
+
+def copy_repository(target: str) -> None:
+    shutil.copytree(ROOT, target, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "runs", ".cache", "__pycache__", ".pytest_cache", "results"))
+
+
+def run_tests(root: str, first: tuple[str, ...], timeout: float,
+              only_first: bool = False) -> tuple[str, str, float]:
+    """('passed' | 'failed' | 'error' | 'timed out', first failing test or note, seconds)."""
+    files = fast_test_files(root)
+    ordered = [f for f in first if f in files]
+    if not only_first or not ordered:
+        ordered += [f for f in files if f not in first]
+    env = {**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"}
+    started = time.time()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", *PYTEST, *ordered], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timed out", f"no result within {timeout:.0f} s", time.time() - started
+    seconds = time.time() - started
+    output = done.stdout + done.stderr
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    if done.returncode == 0:
+        return "passed", "", seconds
+    if done.returncode in (1, 2) and failed:  # 2: a collection error (import failed)
+        return "failed", failed[0], seconds
+    return "error", f"pytest exit {done.returncode}: {output.strip()[-300:]}", seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per test run")
+    parser.add_argument("--quick", action="store_true",
+                        help="run only each mutant's own test files (a survivor there may still "
+                             "be caught by the other fast tests) and skip the run without a "
+                             "mutant")
+    args = parser.parse_args(argv)
+    by_name = {m.name: m for m in MUTANTS}
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.name:34s} {m.path:28s} {m.breaks}")
+        return 0
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        parser.error(f"unknown mutant(s) {unknown}; --list shows them")
+    chosen = [by_name[n] for n in args.names] if args.names else list(MUTANTS)
+
+    with tempfile.TemporaryDirectory(prefix="galaxy-mutants-") as tmp:
+        copy = os.path.join(tmp, "repo")
+        copy_repository(copy)
+        print(f"fast tests: {' '.join(fast_test_files(copy))} ({' '.join(PYTEST)})", flush=True)
+        if not args.quick:
+            outcome, note, seconds = run_tests(copy, (), args.timeout)
+            if outcome != "passed":
+                print(f"the fast tests do not pass without a mutant ({outcome}: {note}); "
+                      f"nothing to measure", file=sys.stderr)
+                return 2
+            print(f"without a mutant: pass ({seconds:.0f} s)", flush=True)
+        results = []
+        for mutant in chosen:
+            path = os.path.join(copy, mutant.path)
+            original = open(path).read() if os.path.isfile(path) else None
+            found = original.count(mutant.old) if original is not None else 0
+            if found != 1:
+                where = "file missing" if original is None else f"found {found} times"
+                results.append((mutant, "did not apply", where, 0.0))
+            else:
+                try:
+                    with open(path, "w") as handle:
+                        handle.write(original.replace(mutant.old, mutant.new))
+                    outcome, note, seconds = run_tests(copy, mutant.tests, args.timeout,
+                                                       args.quick)
+                finally:
+                    with open(path, "w") as handle:
+                        handle.write(original)
+                verdict = {"failed": "killed", "timed out": "killed (timed out)",
+                           "passed": "SURVIVED"}.get(outcome, "error")
+                results.append((mutant, verdict, note, seconds))
+            mutant_, verdict, note, seconds = results[-1]
+            print(f"{verdict:18s} {mutant.name:34s} {seconds:5.0f} s  {note}", flush=True)
+
+    print("\n| mutant | file | bug | result | caught by |\n|---|---|---|---|---|")
+    for mutant, verdict, note, seconds in results:
+        print(f"| {mutant.name} | {mutant.path} | {mutant.breaks} | {verdict} | {note} |")
+    bad = [m.name for m, verdict, _, _ in results if not verdict.startswith("killed")]
+    print(f"\n{len(results) - len(bad)} of {len(results)} mutants killed"
+          + (f"; not killed: {', '.join(bad)}" if bad else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 PASSWORD_ENV = "GALAXY_ADMIN_PASSWORD"
 TRUSTED_PROXIES_ENV = "GALAXY_TRUSTED_PROXIES"
+# "0": nobody counts as local, everyone needs the password (behind a forwarder that adds no
+# header, such as socat, ssh -R or ngrok tcp, or on a machine whose browser visits other sites)
+LOCAL_ADMIN_ENV = "GALAXY_LOCAL_ADMIN"
 # headers by which a proxy says it acts for someone else (lower case)
 FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "x-forwarded-host",
                       "x-client-ip", "true-client-ip", "cf-connecting-ip")
@@ -82,11 +85,13 @@ class Visitor:
         return [name for name in FORWARDING_HEADERS if name in self.headers]
 
     def client_key(self, trusted_proxies=()) -> str:
-        """Who this visitor is for throttling: the reported client behind a trusted proxy,
-        else the peer (behind an untrusted proxy every visitor shares the proxy's key, which
-        errs on the side of throttling)."""
-        if self.peer in trusted_proxies and "x-forwarded-for" in self.headers:
-            return self.headers["x-forwarded-for"].split(",")[-1].strip()
+        """Who this visitor is for throttling: the reported client behind a trusted proxy; every
+        visitor behind an untrusted one shares one key (what it reports can be forged, so a
+        forger could otherwise take a fresh key for every try); else the peer."""
+        if self.forwarding_headers():
+            if self.peer in trusted_proxies and "x-forwarded-for" in self.headers:
+                return self.headers["x-forwarded-for"].split(",")[-1].strip()
+            return "behind an untrusted proxy"
         return self.peer or "unknown"
 
 
@@ -132,9 +137,12 @@ class Access:
 
 
 def decide(visitor: Visitor, configured_password: str | None, unlocked: bool,
-           trusted=frozenset()) -> Access:
-    """The one access rule: local visitors and sessions unlocked with the password are admins."""
+           trusted=frozenset(), local_admin: bool = True) -> Access:
+    """The one access rule: local visitors (unless ``local_admin`` is off) and sessions unlocked
+    with the password are admins."""
     local, why = local_visitor(visitor, trusted)
+    if local and not local_admin:
+        local, why = False, f"local visitors need the password here ({LOCAL_ADMIN_ENV}=0)"
     if local:
         return Access(True, why, False, local=True)
     if unlocked and configured_password:

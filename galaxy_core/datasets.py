@@ -48,12 +48,19 @@ def dataset_at(name: str, root: str) -> Dataset:
     root = os.path.realpath(root)
     if not os.path.isdir(root):
         raise DatasetError(f"dataset {name!r}: folder not found")
-    images = os.path.join(root, "images")
-    images = images if os.path.isdir(images) else root
+
+    def inside(path):  # resolved, and only if a symbolic link does not lead out of the root
+        resolved = os.path.realpath(path)
+        return resolved if os.path.commonpath([resolved, root]) == root else ""
+
+    images = inside(os.path.join(root, "images")) if os.path.isdir(
+        os.path.join(root, "images")) else root
+    images = images or root
     labels = os.path.join(root, "labels.csv")
     if not os.path.isfile(labels):
         csvs = sorted(glob.glob(os.path.join(root, "*.csv")))
         labels = csvs[0] if len(csvs) == 1 else ""
+    labels = inside(labels) if labels else ""
     return Dataset(name=name, root=root, images=images, labels=labels)
 
 

@@ -163,7 +163,8 @@ def trusted_proxies() -> frozenset[str]:
 
 def session_access() -> access.Access:
     return access.decide(current_visitor(), configured_password(),
-                         bool(st.session_state.get(UNLOCKED_KEY)), trusted_proxies())
+                         bool(st.session_state.get(UNLOCKED_KEY)), trusted_proxies(),
+                         local_admin=os.environ.get(access.LOCAL_ADMIN_ENV, "1") != "0")
 
 
 def is_admin() -> bool:

@@ -87,3 +87,15 @@ def test_paths_inside_a_root_resolve(roots):
     for empty in ("", "  ", "a\x00b"):
         with pytest.raises(DatasetError):
             resolve_under(found, empty)
+
+
+def test_a_configured_dataset_never_follows_a_link_out_of_its_root(roots):
+    (roots["flat"] / "labels.csv").unlink()
+    (roots["flat"] / "labels.csv").symlink_to(roots["outside"] / "secret.txt")
+    (roots["kaggle"] / "labels_partial.csv").unlink()
+    (roots["kaggle"] / "pw.csv").symlink_to(roots["outside"] / "secret.txt")
+    (roots["kaggle"] / "images").rmdir()
+    (roots["kaggle"] / "images").symlink_to(roots["outside"], target_is_directory=True)
+    flat, kaggle = configured(f"f={roots['flat']};k={roots['kaggle']}")[1:]
+    assert not flat.labelled and not kaggle.labelled  # the linked-out CSVs are not read
+    assert kaggle.images == str(roots["kaggle"])  # nor the linked-out image folder

@@ -26,7 +26,8 @@ def isolated_runs(tmp_path, monkeypatch):
     """Training page runs and the active-model file go to a temporary folder; no password,
     dataset or trusted proxy is configured, and no earlier test's password attempts count."""
     monkeypatch.setattr(paths, "RUNS_DIR", str(tmp_path / "runs"))
-    for name in ("GALAXY_ADMIN_PASSWORD", "GALAXY_DATASETS", "GALAXY_TRUSTED_PROXIES"):
+    for name in ("GALAXY_ADMIN_PASSWORD", "GALAXY_DATASETS", "GALAXY_TRUSTED_PROXIES",
+                 "GALAXY_LOCAL_ADMIN"):
         monkeypatch.delenv(name, raising=False)
     from pages.common import password_throttle
     password_throttle.clear()
@@ -704,3 +705,16 @@ def test_more_like_this_opens_the_similar_galaxies_of_that_galaxy(page, setup, b
     texts = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
     assert "Similar" in " ".join(t.value for t in at.title), [t.value for t in at.title]
     assert "distance" in texts.lower()
+
+
+def test_with_local_admin_off_even_a_local_visitor_needs_the_password(visitor, monkeypatch):
+    """Behind a forwarder that adds no header (socat, ssh -R), loopback proves nothing."""
+    monkeypatch.setenv("GALAXY_LOCAL_ADMIN", "0")
+    monkeypatch.setenv("GALAXY_ADMIN_PASSWORD", "pw")
+    visitor(LOCAL)
+    at = app("pages/train.py")
+    assert "GALAXY_LOCAL_ADMIN=0" in at.warning[0].value
+    assert not any(b.label == "Start training" for b in at.button)
+    at.text_input[0].set_value("pw").run()
+    at.button[0].click().run()
+    assert any(b.label == "Start training" for b in at.button)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 
 from tqdm import tqdm
 
@@ -91,10 +92,16 @@ def check_output_folder(path, flag: str) -> None:
 
 
 def _check_writable_folder(folder, flag: str, path) -> None:
+    """By writing, not by permission bits: root ignores those, and a read-only file system
+    (or /proc, /sys) refuses writes the bits allow."""
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: the folder {folder} is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: the folder {folder} is not writable "
+                         f"({exc.strerror or 'refused'})") from exc
 
 
 def run_cli(main) -> None:

@@ -357,3 +357,51 @@ def sample_paths() -> list[str]:
         return []
     return [image_path(paths.SAMPLE_IMAGES, g) for g in frame["GalaxyID"]
             if os.path.isfile(image_path(paths.SAMPLE_IMAGES, g))]
+
+
+# ---- Grad-CAM page: one forward pass per image and views, kept; maps and scores on demand ----
+# (imported here so that this section stays one appended block)
+import hashlib  # noqa: E402
+
+from galaxy_core import faithfulness  # noqa: E402
+from galaxy_core.explain import ExplainedImage, explain_source  # noqa: E402
+
+@st.cache_resource(max_entries=4, ttl=1800, show_spinner="Looking at the galaxy…")
+def _explained(model_path: str, model_mtime: float, image_key: str, tta: bool, name: str,
+               _loaded: LoadedModel, _source) -> ExplainedImage:
+    return explain_source(_loaded, _source, name, tta)
+
+
+def explained_image(loaded: LoadedModel, source, name: str, tta: bool) -> ExplainedImage:
+    """The image seen once by the model (``galaxy_core.explain.ExplainedImage``), shared by
+    every rerun and session that shows the same image and views with the same model file; its
+    maps, gradients and scores are kept inside it. Raises ``ImageError``."""
+    image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
+    model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
+    return _explained(loaded.path, model_mtime, image_key, tta, name, loaded, source)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _map_scores(model_path: str, model_mtime: float, image_key: str, tta: bool, answer: str,
+                method: str, layer: str, _explained: ExplainedImage) -> dict[str, float]:
+    return faithfulness.score_map(_explained, answer, _explained.heatmap(answer, method, layer))
+
+
+def map_scores(loaded: LoadedModel, source, explained: ExplainedImage, answer: str, method: str,
+               layer: str) -> dict[str, float]:
+    """Deletion and insertion areas of one map and of the centred map (cached)."""
+    image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
+    model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
+    return _map_scores(loaded.path, model_mtime, image_key, explained.tta, answer, method, layer,
+                       explained)
+
+
+@st.cache_data(show_spinner=False)
+def _faithfulness_report(path: str, mtime: float) -> dict | None:
+    return faithfulness.read_report(path)
+
+
+def faithfulness_report() -> dict | None:
+    """The shipped model's faithfulness report (assets/models/faithfulness.json), if any."""
+    path = faithfulness.REPORT_PATH
+    return _faithfulness_report(path, os.path.getmtime(path)) if os.path.isfile(path) else None

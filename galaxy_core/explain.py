@@ -44,7 +44,7 @@ from . import augment
 from .checkpoint import LoadedModel
 from .images import display_crop, normalize, prepare_for_model
 from .schema import ANSWER_BY_COLUMN, ANSWER_COLUMNS, COLUMN_INDEX
-from .verdict import top_answer, walk_tree
+from .verdict import Step, top_answer, walk_tree
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
                 "hirescam": "HiResCAM", "layercam": "LayerCAM"}
@@ -231,6 +231,13 @@ class ExplainedImage:
                 cam = cam / peak if peak > 0 else torch.zeros_like(cam)
             self._maps[key] = cam.cpu().numpy().astype(np.float32)
         return self._maps[key]
+
+    def verdict_maps(self, method: str = "gradcam",
+                     layer: str = DEFAULT_LAYER) -> list[tuple[Step, np.ndarray]]:
+        """One map per question the verdict walked, each of the answer it took there."""
+        verdict = walk_tree(self.preds, self.loaded.trained_columns)
+        return [(step, self.heatmap(step.answer.column, method, layer))
+                for step in verdict.steps]
 
     def cam(self, answer_column: str | None = None, method: str = "gradcam",
             layer: str = DEFAULT_LAYER) -> CamResult:

@@ -141,8 +141,8 @@ st.subheader("Why this verdict?")
 st.markdown(f"**Verdict:** {verdict.text}. One map per question the verdict walked, each for "
             f"the answer it took there ({METHOD_NAMES[method]}, `{layer}`): red marks what "
             f"raised that answer's probability.")
-for column, step in zip(st.columns(max(1, len(verdict.steps))), verdict.steps):
-    step_map = explained.heatmap(step.answer.column, method, layer)
+for column, (step, step_map) in zip(st.columns(max(1, len(verdict.steps))),
+                                   explained.verdict_maps(method, layer)):
     column.image(overlay(shown, step_map, opacity), width="stretch",
                  caption=f"Q{step.question.number} {step.question.topic} → {step.answer.label} "
                          f"({step.share:.0%} of the question)")

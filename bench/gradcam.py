@@ -22,7 +22,8 @@ import torch
 from galaxy_core import paths
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import list_images
-from galaxy_core.explain import DEFAULT_LAYER, METHODS, compute_cam, explain_source, overlay
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, METHODS, compute_cam,
+                                 explain_source, overlay)
 from galaxy_core.faithfulness import score_map
 from galaxy_core.images import prepare_for_model
 
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
 
     def seen_with_answer():
         explained = seen()
-        explained.heatmap(explained.default_answer(), "gradcam", DEFAULT_LAYER)
+        explained.heatmap(explained.default_answer(), DEFAULT_METHOD, DEFAULT_LAYER)
         return explained
 
     def other_answer(explained):
@@ -73,27 +74,28 @@ def main(argv=None) -> int:
     image = prepare_for_model(source, loaded.preprocess)
     steps = {
         "before: any change (fresh 8-view pass)": (
-            lambda: None, lambda _: compute_cam(loaded, image, None, "gradcam", DEFAULT_LAYER,
+            lambda: None, lambda _: compute_cam(loaded, image, None, DEFAULT_METHOD, DEFAULT_LAYER,
                                                 tta=True)),
         "first look: 8-view pass + map + verdict row + scores": (
             lambda: None, lambda _: first_look(seen())),
         "opacity step (re-blend)": (
             seen_with_answer, lambda e: overlay(e.display, e.heatmap(
-                e.default_answer(), "gradcam", DEFAULT_LAYER), 0.5)),
+                e.default_answer(), DEFAULT_METHOD, DEFAULT_LAYER), 0.5)),
         "new answer (backward + map + scores)": (
-            seen_with_answer, lambda e: scored(e, other_answer(e), "gradcam", DEFAULT_LAYER)),
+            seen_with_answer, lambda e: scored(e, other_answer(e), DEFAULT_METHOD, DEFAULT_LAYER)),
         "new method (map + scores)": (
-            seen_with_answer, lambda e: scored(e, e.default_answer(), "layercam",
-                                               DEFAULT_LAYER)),
+            seen_with_answer, lambda e: scored(e, e.default_answer(), next(
+                m for m in METHODS if m != DEFAULT_METHOD), DEFAULT_LAYER)),
         "new layer, deepest (backward + map + scores)": (
-            seen_with_answer, lambda e: scored(e, e.default_answer(), "gradcam", "layer1")),
+            seen_with_answer, lambda e: scored(e, e.default_answer(), DEFAULT_METHOD,
+                                                     "layer1")),
         "five-method comparison": (
             seen_with_answer, lambda e: [overlay(e.display, e.heatmap(e.default_answer(), m,
                                                                       DEFAULT_LAYER), 0.45)
                                          for m in METHODS]),
         "deletion + insertion scores alone": (
             seen_with_answer, lambda e: score_map(e, e.default_answer(), e.heatmap(
-                e.default_answer(), "gradcam", DEFAULT_LAYER))),
+                e.default_answer(), DEFAULT_METHOD, DEFAULT_LAYER))),
     }
     warm_up = not args.quick
     reference = median_time(lambda: None, forward_backward, repeats * 4, warm_up)
@@ -114,9 +116,9 @@ def scored(explained, answer, method, layer):
 
 def first_look(explained):
     answer = explained.default_answer()
-    scored(explained, answer, "gradcam", DEFAULT_LAYER)
+    scored(explained, answer, DEFAULT_METHOD, DEFAULT_LAYER)
     return [overlay(explained.display, m, 0.45)
-            for _, m in explained.verdict_maps("gradcam", DEFAULT_LAYER)]
+            for _, m in explained.verdict_maps(DEFAULT_METHOD, DEFAULT_LAYER)]
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 
-from galaxy_core.schema import ANSWER_COLUMNS, answer_name
+from galaxy_core.schema import answer_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -97,10 +97,12 @@ def shows_answer(page, column: str) -> bool:
     return page.get_by_text(f"of {answer_name(column)} — predicted").count() > 0
 
 
-def pick(page, label: str, option_index: int) -> None:
-    """Open the selectbox whose label contains ``label`` and click its option_index-th option."""
+def pick(page, label: str, option: str) -> None:
+    """Open the selectbox whose label contains ``label``, type ``option`` to find it (the list
+    only renders the options near the current one) and click it."""
     page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.locator('[role="option"]').nth(option_index).click()
+    page.keyboard.type(option)
+    page.locator('[role="option"]').filter(has_text=option).first.click()
 
 
 def main(argv=None) -> int:
@@ -140,16 +142,19 @@ def main(argv=None) -> int:
                 for column in [c for c in ("Class1.1", "Class1.3", "Class1.2")
                                if not shows_answer(page, c)][:2]:
                     times.setdefault("new answer", []).append(timed_change(
-                        page, lambda: pick(page, "Answer", ANSWER_COLUMNS.index(column)),
+                        page, lambda: pick(page, "Answer", column),
                         lambda: shows_answer(page, column)))
-                for name in ("HiResCAM", "Grad-CAM"):
+                for name in [x for x in ("HiResCAM", "Grad-CAM", "LayerCAM")
+                             if page.get_by_text(f"{x} of").count() == 0][:2]:
                     times.setdefault("method", []).append(timed_change(
                         page, lambda: page.locator('[data-testid="stRadio"]').first.get_by_text(
                             name, exact=True).click(),
                         lambda: page.get_by_text(f"{name} of", exact=False).count() > 0))
-                for index in (2, 1):  # layer2, then layer3
+                for layer in [x for x in ("layer2", "layer3", "layer1")
+                              if page.get_by_text(f"layer {x}").count() == 0][:2]:
                     times.setdefault("layer", []).append(timed_change(
-                        page, lambda: pick(page, "Layer", index), changes_overlay(page)))
+                        page, lambda: pick(page, "Layer", layer),
+                        lambda: page.get_by_text(f"layer {layer}").count() > 0))
                 shown = page.locator(IMAGES).count()
                 times.setdefault("five-method comparison", []).append(timed_change(
                     page, lambda: page.get_by_text("Compare the five methods").click(),

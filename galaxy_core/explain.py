@@ -50,7 +50,10 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "X
                 "hirescam": "HiResCAM", "layercam": "LayerCAM"}
 METHODS = tuple(METHOD_NAMES)
 LAYERS = ("layer4", "layer3", "layer2", "layer1")  # from the last residual block to the first
-DEFAULT_LAYER = "layer4"
+# The defaults a class sees: what the faithfulness measurement of the shipped model favours
+# (assets/models/faithfulness.json, "favoured"; tests/test_explain.py checks they agree)
+DEFAULT_METHOD = "hirescam"
+DEFAULT_LAYER = "layer1"
 COLORMAP = "jet"
 
 
@@ -208,7 +211,7 @@ class ExplainedImage:
                 self._gradients[(answer_column, name)] = grad
         return self._gradients[key]
 
-    def heatmap(self, answer_column: str, method: str = "gradcam",
+    def heatmap(self, answer_column: str, method: str = DEFAULT_METHOD,
                 layer: str = DEFAULT_LAYER) -> np.ndarray:
         """(S,S) float32 map in [0, 1] of what raises ``answer_column`` (module doc)."""
         if method not in METHODS:
@@ -232,14 +235,14 @@ class ExplainedImage:
             self._maps[key] = cam.cpu().numpy().astype(np.float32)
         return self._maps[key]
 
-    def verdict_maps(self, method: str = "gradcam",
+    def verdict_maps(self, method: str = DEFAULT_METHOD,
                      layer: str = DEFAULT_LAYER) -> list[tuple[Step, np.ndarray]]:
         """One map per question the verdict walked, each of the answer it took there."""
         verdict = walk_tree(self.preds, self.loaded.trained_columns)
         return [(step, self.heatmap(step.answer.column, method, layer))
                 for step in verdict.steps]
 
-    def cam(self, answer_column: str | None = None, method: str = "gradcam",
+    def cam(self, answer_column: str | None = None, method: str = DEFAULT_METHOD,
             layer: str = DEFAULT_LAYER) -> CamResult:
         answer_column = answer_column or self.default_answer()
         return CamResult(heatmap=self.heatmap(answer_column, method, layer),
@@ -249,7 +252,7 @@ class ExplainedImage:
 
 
 def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
-                method: str = "gradcam", layer: str = DEFAULT_LAYER,
+                method: str = DEFAULT_METHOD, layer: str = DEFAULT_LAYER,
                 tta: bool = False) -> CamResult:
     """Heatmap for one preprocessed image, uint8 (3,S,S); see ``ExplainedImage``. Default
     target: ``default_answer`` (the verdict's first answer)."""
@@ -270,7 +273,7 @@ def explain_source(loaded: LoadedModel, source, name: str | None = None, tta: bo
     return ExplainedImage(loaded, image, tta, display=shown)
 
 
-def explain_image(loaded: LoadedModel, source, answer_column=None, method="gradcam",
+def explain_image(loaded: LoadedModel, source, answer_column=None, method=DEFAULT_METHOD,
                   layer=DEFAULT_LAYER, name=None, tta: bool = False) -> CamResult:
     """A class activation map (``method``) of an image file or bytes."""
     return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),

@@ -11,8 +11,8 @@ import streamlit as st
 from PIL import Image
 
 from galaxy_core.augment import TTA_VIEWS
-from galaxy_core.explain import (DEFAULT_LAYER, LAYERS, METHOD_NAMES, METHODS, CamError,
-                                 colorbar_image, heatmap_image, overlay, what_red_means)
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_NAMES, METHODS,
+                                 CamError, colorbar_image, heatmap_image, overlay, what_red_means)
 from galaxy_core.faithfulness import beating_sentence
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
@@ -89,13 +89,16 @@ with settings_col:
     answer = st.selectbox("Answer to explain (default: the verdict's first answer)",
                           ANSWER_COLUMNS, index=ANSWER_COLUMNS.index(explained.default_answer()),
                           format_func=answer_label, key=f"cam_answer_{title}")
-    method = st.radio("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get,
-                      horizontal=True, help=METHOD_HELP + measured)
+    method = st.radio("Method", list(METHOD_NAMES), index=METHODS.index(DEFAULT_METHOD),
+                      format_func=METHOD_NAMES.get, horizontal=True,
+                      help=METHOD_HELP + f" Default {METHOD_NAMES[DEFAULT_METHOD]}: with the "
+                           f"default layer, what the faithfulness measurement favours."
+                           + measured)
     layer = st.selectbox("Layer", LAYERS, index=LAYERS.index(DEFAULT_LAYER),
                          help=f"layer4 = the last residual block (5x5 at this model's input: "
                               f"coarse, much the same map for every galaxy); earlier layers show "
-                              f"finer detail. Default {DEFAULT_LAYER}: the layer the "
-                              f"faithfulness measurement favours.{measured}")
+                              f"finer detail. Default {DEFAULT_LAYER}: with the default method, "
+                              f"what the faithfulness measurement favours.{measured}")
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
 
 if answer not in loaded.trained_columns:

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from galaxy_core.explain import (DEFAULT_LAYER, LAYERS, METHODS, CamError, ExplainedImage,
-                                 cam_map, colorbar_image, compute_cam, default_answer, overlay,
-                                 what_red_means)
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHODS, CamError,
+                                 ExplainedImage, cam_map, colorbar_image, compute_cam,
+                                 default_answer, overlay, what_red_means)
+from galaxy_core.faithfulness import read_report
 from galaxy_core.model import DecisionTreeHead, GalaxyNet
 from galaxy_core.schema import ANSWER_COLUMNS, COLUMN_INDEX
 from galaxy_core.verdict import top_answer, walk_tree
@@ -105,8 +106,12 @@ def test_default_target_is_the_answer_the_verdict_takes_first():
     assert default_answer(preds, ("Class8.1", "Class8.2")) in ("Class8.1", "Class8.2")
 
 
-def test_the_default_layer_is_not_the_5x5_one():
-    assert DEFAULT_LAYER in LAYERS and DEFAULT_LAYER != "layer4"
+def test_the_defaults_are_what_the_faithfulness_report_favours():
+    report = read_report()
+    assert report is not None, "assets/models/faithfulness.json is missing"
+    favoured = report["favoured"]
+    assert (DEFAULT_METHOD, DEFAULT_LAYER) == (favoured["method"], favoured["layer"])
+    assert DEFAULT_LAYER != "layer4"  # 5x5 at 160 px: much the same map for every galaxy
 
 
 def test_one_forward_serves_every_answer_method_and_layer(monkeypatch):

@@ -66,7 +66,8 @@ def test_a_map_of_the_truly_important_pixels_beats_random_and_the_centre():
     assert scored["perfect"].deletion[1] == pytest.approx(sky, abs=1e-5)
     # curves share their ends: the image itself, all sky, all blur
     for c in scored.values():
-        assert c.deletion[0] == pytest.approx(original) and c.insertion[-1] == pytest.approx(original)
+        assert c.deletion[0] == pytest.approx(original)
+        assert c.insertion[-1] == pytest.approx(original)
         assert c.deletion[-1] == pytest.approx(sky, abs=1e-5)
     # relative areas are the raw ones over the unperturbed probability
     assert scored["random"].auc("deletion") == pytest.approx(
@@ -118,7 +119,9 @@ def test_summary_says_which_maps_beat_both_baselines():
     assert faithfulness.favoured(rows)["map"] == "gradcam/layer3"
     report = {"rows": rows, "images": 4, "model": "m.pt"}
     assert faithfulness.methods_beating_baselines(report) == {"layer3": ["Grad-CAM"]}
-    assert "on layer3: Grad-CAM" in faithfulness.beating_sentence(report)
+    sentence = faithfulness.beating_sentence(report)
+    assert "on deletion: Grad-CAM (layer3); on insertion: Grad-CAM (layer3)" in sentence
+    assert "on both curves: Grad-CAM (layer3)." in sentence
     with pytest.raises(ValueError, match="no images"):
         faithfulness.summarise([])
 

@@ -27,8 +27,8 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core import faithfulness
 from galaxy_core.data import IMAGE_EXTENSIONS, image_path, list_images, read_labels, split_train_val
 from galaxy_core.device import select_device
-from galaxy_core.explain import (DEFAULT_LAYER, LAYERS, METHODS, ExplainedImage, explain_image,
-                                 heatmap_image, overlay)
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHODS, ExplainedImage,
+                                 explain_image, heatmap_image, overlay)
 from galaxy_core.files import replacing, write_json, write_text
 from galaxy_core.images import ImageError, display_crop, prepare_for_model
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -85,14 +85,17 @@ def evaluate(args, loaded) -> int:
         best = faithfulness.favoured(rows)
         report = {
             "model": os.path.basename(loaded.path) or "model", "images": len(per_image),
-            "complete": complete, "galaxies_from": where, "galaxy_ids": used,
+            "complete": complete,
+            "galaxies_from": where if complete else f"{where}; stopped after {len(used)}",
+            "galaxy_ids": used,
             "skipped": skipped,
             "answer": (answer_name(args.answer) if args.answer else
                        "per galaxy, the answer the verdict takes at its first question"),
             "answers": dict(answers), "views": TTA_VIEWS if tta else 1, "steps": args.steps,
             "normalisation": "areas of the probability divided by the unperturbed one "
                              "(*_raw: of the probability itself)",
-            "rows": rows, "favoured": {"method": best["method"], "layer": best["layer"]},
+            "rows": rows, "favoured": {"method": best["method"], "layer": best["layer"],
+                         "beats_baselines": best["beats_baselines"]},
             # per map, per galaxy (in galaxy_ids' order): relative deletion and insertion areas
             "per_galaxy": {name: [[round(c[name].auc("deletion"), 4),
                                    round(c[name].auc("insertion"), 4)] for c in per_image]
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
     parser.add_argument("--answer", choices=ANSWER_COLUMNS, metavar="ClassQ.A",
                         help="answer column to explain (default: the answer the verdict takes "
                              "at its first question, Q1)")
-    parser.add_argument("--method", choices=METHODS, default="gradcam")
+    parser.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD)
     parser.add_argument("--layer", choices=LAYERS, default=DEFAULT_LAYER)
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help=f"average the map (and the probability) over the {TTA_VIEWS} flips "

@@ -22,7 +22,7 @@ import torch
 from galaxy_core import paths
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import list_images
-from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, METHODS, compute_cam,
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHODS, compute_cam,
                                  explain_source, overlay)
 from galaxy_core.faithfulness import score_map
 from galaxy_core.images import prepare_for_model
@@ -86,9 +86,11 @@ def main(argv=None) -> int:
         "new method (map + scores)": (
             seen_with_answer, lambda e: scored(e, e.default_answer(), next(
                 m for m in METHODS if m != DEFAULT_METHOD), DEFAULT_LAYER)),
-        "new layer, deepest (backward + map + scores)": (
-            seen_with_answer, lambda e: scored(e, e.default_answer(), DEFAULT_METHOD,
-                                                     "layer1")),
+        # a backward pass down to a layer keeps the gradients of every later one: only a layer
+        # deeper than the default needs a new pass
+        "new layer (map + scores; + a backward if deeper)": (
+            seen_with_answer, lambda e: scored(e, e.default_answer(), DEFAULT_METHOD, next(
+                layer for layer in LAYERS if layer != DEFAULT_LAYER))),
         "five-method comparison": (
             seen_with_answer, lambda e: [overlay(e.display, e.heatmap(e.default_answer(), m,
                                                                       DEFAULT_LAYER), 0.45)

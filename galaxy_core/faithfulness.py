@@ -47,6 +47,7 @@ STEPS = 8  # shares 0, 1/8, ..., 1 of the pixels
 SKY_BORDER = 1 / 16  # the outer ring, as a share of the side, whose median is the sky
 BLUR_SIGMA = 1 / 10  # the insertion canvas: Gaussian blur, sigma as a share of the side
 BATCH = 64
+MIN_PROBABILITY = 0.05  # below it, relative areas divide by almost nothing: not shown
 BASELINES = {"random": "random map", "centre": "centred Gaussian map"}
 # the shipped model's report (python -m train.gradcam --evaluate ... --json this)
 REPORT_PATH = os.path.join(paths.ASSETS, "models", "faithfulness.json")
@@ -182,18 +183,16 @@ def score_image(explained: ExplainedImage, answer_column: str, methods=METHODS, 
     return curves(explained.loaded, explained.image, answer_column, maps, steps, seed)
 
 
-def score_map(explained: ExplainedImage, answer_column: str, heatmap: np.ndarray,
+def score_map(explained: ExplainedImage, answer_column: str, heatmap: np.ndarray | None = None,
               steps: int = STEPS, seed: int = 0) -> dict[str, float]:
-    """Relative deletion and insertion areas of one map of one explained image, and of the
-    centred map for the same image and answer (what the map has to beat)."""
-    side = explained.image.shape[-1]
-    scored = curves(explained.loaded, explained.image, answer_column,
-                    {"map": heatmap, "centre": centre_map(side)}, steps, seed)
-    return {"deletion": scored["map"].auc("deletion"),
-            "insertion": scored["map"].auc("insertion"),
-            "centre_deletion": scored["centre"].auc("deletion"),
-            "centre_insertion": scored["centre"].auc("insertion"),
-            "probability": scored["map"].original}
+    """Relative deletion and insertion areas of one map of one explained image (None: the
+    centred map, what any map has to beat)."""
+    if heatmap is None:
+        heatmap = centre_map(explained.image.shape[-1])
+    scored = curves(explained.loaded, explained.image, answer_column, {"map": heatmap}, steps,
+                    seed)["map"]
+    return {"deletion": scored.auc("deletion"), "insertion": scored.auc("insertion"),
+            "probability": scored.original}
 
 
 def _mean_sd(values) -> tuple[float, float]:

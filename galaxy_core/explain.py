@@ -17,10 +17,17 @@ with respect to them:
 
 All maps pass a ReLU (only what raises the answer) and are scaled to [0, 1].
 
-``CamHooks`` owns the forward/backward hooks on one layer: registered on enter, removed in
-``finally``, with ``model.training`` and parameter gradients restored, even when the forward
-or backward fails. Targets are answer columns resolved through the schema. The shared model
-is used under its lock, so concurrent predictions never see the hooks.
+``ExplainedImage`` is one image seen once: a single forward pass over its views (8 with
+``tta``) keeps the activations of every layer in ``LAYERS`` with their autograd graph, so a
+new answer costs one backward pass from the kept graph (only down to the layer asked for,
+``torch.autograd.grad``; parameter gradients are never touched), and a new method or layer
+costs no pass at all. Maps and gradients are kept per answer and layer. ``CamHooks`` owns the
+forward hooks that capture the activations: registered on enter, removed in ``finally``, with
+``model.training`` and parameter gradients restored, even when the forward fails; none is left
+on the model while an ``ExplainedImage`` is kept. Targets are answer columns resolved through
+the schema; the default is the first answer the verdict takes (``default_answer``). The shared
+model and its kept graphs are used under the model's lock, so concurrent predictions never see
+the hooks and two sessions never run backward passes at once.
 """
 
 from __future__ import annotations
@@ -35,13 +42,19 @@ from PIL import Image
 
 from . import augment
 from .checkpoint import LoadedModel
-from .images import normalize, prepare_for_model
-from .schema import ANSWER_COLUMNS, COLUMN_INDEX
+from .images import display_crop, normalize, prepare_for_model
+from .schema import ANSWER_BY_COLUMN, ANSWER_COLUMNS, COLUMN_INDEX
+from .verdict import Step, top_answer, walk_tree
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
                 "hirescam": "HiResCAM", "layercam": "LayerCAM"}
 METHODS = tuple(METHOD_NAMES)
-LAYERS = ("layer4", "layer3", "layer2", "layer1")  # default: the last residual block
+LAYERS = ("layer4", "layer3", "layer2", "layer1")  # from the last residual block to the first
+# The defaults a class sees: what the faithfulness measurement of the shipped model favours
+# (assets/models/faithfulness.json, "favoured"; tests/test_explain.py checks they agree)
+DEFAULT_METHOD = "hirescam"
+DEFAULT_LAYER = "layer1"
+COLORMAP = "jet"
 
 
 class CamError(RuntimeError):
@@ -59,46 +72,65 @@ class CamResult:
     views: int = 1  # 8: averaged over the flips and right-angle rotations
 
 
-class CamHooks:
-    """Context manager capturing one layer's activations and gradients."""
+def _check_layers(layer_names) -> tuple[str, ...]:
+    for name in layer_names:
+        if name not in LAYERS:
+            raise CamError(f"unknown layer {name!r}; choose one of {', '.join(LAYERS)}")
+    return tuple(layer_names)
 
-    def __init__(self, net: torch.nn.Module, layer_name: str):
+
+def _check_autograd() -> None:
+    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+        raise CamError("Grad-CAM needs autograd: call it outside torch.no_grad() and "
+                       "torch.inference_mode()")
+
+
+class CamHooks:
+    """Context manager capturing the activations of the named layers during one forward."""
+
+    def __init__(self, net: torch.nn.Module, layer_names):
+        if isinstance(layer_names, str):
+            layer_names = (layer_names,)
         modules = dict(net.backbone.named_modules())
-        if layer_name not in modules or layer_name == "":
-            raise CamError(f"unknown layer {layer_name!r}; choose one of {', '.join(LAYERS)}")
-        self.net, self.layer = net, modules[layer_name]
-        self.activations = self.gradients = None
+        self.net = net
+        self.layers = {name: modules[name] for name in _check_layers(layer_names)}
+        self.activations: dict[str, torch.Tensor] = {}
         self._handles = []
 
     def __enter__(self):
-        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
-            raise CamError("Grad-CAM needs autograd: call it outside torch.no_grad() and "
-                           "torch.inference_mode()")
+        _check_autograd()
         self._was_training = self.net.training
-        self._handles = [self.layer.register_forward_hook(self._save_activation)]
+        try:
+            for name, layer in self.layers.items():
+                self._handles.append(layer.register_forward_hook(self._saver(name)))
+        except BaseException:
+            self._remove()
+            raise
         self.net.eval()
         return self
 
-    def _save_activation(self, module, inputs, output):
-        self.activations = output
-        output.register_hook(self._save_gradient)
+    def _saver(self, name):
+        def save(module, inputs, output):
+            self.activations[name] = output
+        return save
 
-    def _save_gradient(self, grad):
-        self.gradients = grad
-
-    def __exit__(self, *exc):
+    def _remove(self):
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+    def __exit__(self, *exc):
+        self._remove()
         self.net.train(self._was_training)
         for p in self.net.parameters():
             p.grad = None
-        self.activations = self.gradients = None
+        if exc[0] is not None:
+            self.activations = {}
         return False  # never swallow exceptions
 
 
 def cam_map(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> torch.Tensor:
-    """(1,C,h,w) activations and gradients -> (1,1,h,w) map, before the ReLU (module doc)."""
+    """(V,C,h,w) activations and gradients -> (V,1,h,w) map, before the ReLU (module doc)."""
     if method == "hirescam":
         return (gradients * activations).sum(dim=1, keepdim=True)
     if method == "layercam":
@@ -118,45 +150,131 @@ def cam_map(activations: torch.Tensor, gradients: torch.Tensor, method: str) -> 
     return (weights[:, :, None, None] * activations).sum(dim=1, keepdim=True)
 
 
-def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
-                method: str = "gradcam", layer: str = "layer4", tta: bool = False) -> CamResult:
-    """Heatmap for one preprocessed image, uint8 (3,S,S). Default target: the top answer.
+def default_answer(preds, trained_columns=ANSWER_COLUMNS) -> str:
+    """The answer a class should see first: the one the verdict takes at its first question
+    (Q1 for any model that learned it), else the top learned answer."""
+    verdict = walk_tree(preds, trained_columns)
+    if verdict.steps:
+        return verdict.steps[0].answer.column
+    return top_answer(preds, trained_columns)
+
+
+class ExplainedImage:
+    """One preprocessed image, uint8 (3,S,S), seen once by the model; maps on demand.
 
     ``tta``: as the Classify page predicts by default, the image is seen in its 8 flips and
     right-angle rotations; each view's map is turned back and the maps averaged, and the
     probability is the views' mean. A galaxy has no orientation, so what drives an answer should
-    not depend on it; the average also fills in the dotted lattice of the pixel-wise methods."""
+    not depend on it; the average also fills in the dotted lattice of the pixel-wise methods.
+    ``display``: the region the model sees at display size, for overlays (optional)."""
+
+    def __init__(self, loaded: LoadedModel, image_uint8: torch.Tensor, tta: bool = False,
+                 layers=LAYERS, display: np.ndarray | None = None):
+        _check_autograd()
+        self.loaded, self.tta, self.display = loaded, tta, display
+        self.layers = _check_layers(layers)
+        self.image = image_uint8  # (3,S,S) uint8, what the model sees
+        x = normalize(image_uint8.unsqueeze(0).to(loaded.device), loaded.preprocess)
+        if tta:
+            x = torch.cat(list(augment.dihedral_views(x)))  # (8,3,S,S), one batch
+        # the input needs a gradient so the graph reaches the layers even with a frozen backbone
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        with loaded.lock, CamHooks(loaded.net, self.layers) as hooks:
+            self._output = loaded.net(x)  # (V, 37), its graph kept for the backward passes
+            self._activations = dict(hooks.activations)
+        self.views = len(x)
+        self.preds = self._output.detach().clamp(0, 1).mean(dim=0).cpu().numpy()  # (37,)
+        self._gradients: dict[tuple[str, str], torch.Tensor] = {}
+        self._maps: dict[tuple[str, str, str], np.ndarray] = {}
+        self.backward_passes = 0  # how many answers needed a backward pass (for tests, bench)
+
+    def default_answer(self) -> str:
+        return default_answer(self.preds, self.loaded.trained_columns)
+
+    def probability(self, answer_column: str) -> float:
+        return float(self.preds[COLUMN_INDEX[answer_column]])
+
+    def _gradient(self, answer_column: str, layer: str) -> torch.Tensor:
+        """(V,C,h,w) gradient of the answer (summed over the views) at ``layer``'s output."""
+        key = (answer_column, layer)
+        if key not in self._gradients:
+            _check_autograd()
+            # one backward down to ``layer`` passes every later layer: keep their gradients too
+            wanted = [name for name in self.layers[:self.layers.index(layer) + 1]
+                      if (answer_column, name) not in self._gradients]
+            target = self._output[:, COLUMN_INDEX[answer_column]].sum()  # views independent
+            with self.loaded.lock:
+                grads = torch.autograd.grad(target, [self._activations[n] for n in wanted],
+                                            retain_graph=True)
+            self.backward_passes += 1
+            for name, grad in zip(wanted, grads):
+                self._gradients[(answer_column, name)] = grad
+        return self._gradients[key]
+
+    def heatmap(self, answer_column: str, method: str = DEFAULT_METHOD,
+                layer: str = DEFAULT_LAYER) -> np.ndarray:
+        """(S,S) float32 map in [0, 1] of what raises ``answer_column`` (module doc)."""
+        if method not in METHODS:
+            raise CamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if answer_column not in COLUMN_INDEX:
+            raise CamError(f"unknown answer {answer_column!r}; use a Kaggle column such as "
+                           f"Class1.1")
+        if layer not in self.layers:
+            raise CamError(f"unknown layer {layer!r}; choose one of {', '.join(self.layers)}")
+        key = (answer_column, method, layer)
+        if key not in self._maps:
+            gradients = self._gradient(answer_column, layer)
+            with torch.no_grad():
+                cams = F.relu(cam_map(self._activations[layer].detach(), gradients, method))
+                size = self.loaded.preprocess.image_size
+                cams = F.interpolate(cams, size=(size, size), mode="bilinear",
+                                     align_corners=False)
+                cam = (augment.undo_dihedral_views(cams) if self.tta else cams).mean(dim=0)[0]
+                peak = float(cam.max())
+                cam = cam / peak if peak > 0 else torch.zeros_like(cam)
+            self._maps[key] = cam.cpu().numpy().astype(np.float32)
+        return self._maps[key]
+
+    def verdict_maps(self, method: str = DEFAULT_METHOD,
+                     layer: str = DEFAULT_LAYER) -> list[tuple[Step, np.ndarray]]:
+        """One map per question the verdict walked, each of the answer it took there."""
+        verdict = walk_tree(self.preds, self.loaded.trained_columns)
+        return [(step, self.heatmap(step.answer.column, method, layer))
+                for step in verdict.steps]
+
+    def cam(self, answer_column: str | None = None, method: str = DEFAULT_METHOD,
+            layer: str = DEFAULT_LAYER) -> CamResult:
+        answer_column = answer_column or self.default_answer()
+        return CamResult(heatmap=self.heatmap(answer_column, method, layer),
+                         answer_column=answer_column,
+                         probability=self.probability(answer_column), method=method,
+                         layer=layer, preds=self.preds, views=self.views)
+
+
+def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str | None = None,
+                method: str = DEFAULT_METHOD, layer: str = DEFAULT_LAYER,
+                tta: bool = False) -> CamResult:
+    """Heatmap for one preprocessed image, uint8 (3,S,S); see ``ExplainedImage``. Default
+    target: ``default_answer`` (the verdict's first answer)."""
     if method not in METHODS:
         raise CamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if answer_column is not None and answer_column not in COLUMN_INDEX:
         raise CamError(f"unknown answer {answer_column!r}; use a Kaggle column such as Class1.1")
-    x = normalize(image_uint8.unsqueeze(0).to(loaded.device), loaded.preprocess)
-    if tta:
-        x = torch.cat(list(augment.dihedral_views(x)))  # (8,3,S,S), one batch
-    # the input needs a gradient so the graph reaches the layer even with a frozen backbone
-    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    with loaded.lock, CamHooks(loaded.net, layer) as hooks:
-        output = loaded.net(x)  # (V, 37)
-        preds = output.detach().clamp(0, 1).mean(dim=0)
-        if answer_column is None:
-            trained = [COLUMN_INDEX[c] for c in loaded.trained_columns]
-            answer_column = ANSWER_COLUMNS[trained[int(torch.argmax(preds[trained]))]]
-        index = COLUMN_INDEX[answer_column]
-        output[:, index].sum().backward()  # views are independent in eval mode: one pass
-        activations, gradients = hooks.activations.detach(), hooks.gradients.detach()
-        cams = F.relu(cam_map(activations, gradients, method))
-        size = loaded.preprocess.image_size
-        cams = F.interpolate(cams, size=(size, size), mode="bilinear", align_corners=False)
-        cam = (augment.undo_dihedral_views(cams) if tta else cams).mean(dim=0)[0]
-    peak = float(cam.max())
-    heatmap = (cam / peak if peak > 0 else torch.zeros_like(cam)).cpu().numpy().astype(np.float32)
-    return CamResult(heatmap=heatmap, answer_column=answer_column,
-                     probability=float(preds[index]), method=method, layer=layer,
-                     preds=preds.cpu().numpy(), views=len(x))
+    _check_layers((layer,))
+    return ExplainedImage(loaded, image_uint8, tta, layers=(layer,)).cam(
+        answer_column, method, layer)
 
 
-def explain_image(loaded: LoadedModel, source, answer_column=None, method="gradcam",
-                  layer="layer4", name=None, tta: bool = False) -> CamResult:
+def explain_source(loaded: LoadedModel, source, name: str | None = None, tta: bool = False,
+                   display_size: int = 320) -> ExplainedImage:
+    """An image file or bytes, decoded once for the model and once for display, seen once."""
+    image = prepare_for_model(source, loaded.preprocess, name)
+    shown = display_crop(source, loaded.preprocess, display_size)
+    return ExplainedImage(loaded, image, tta, display=shown)
+
+
+def explain_image(loaded: LoadedModel, source, answer_column=None, method=DEFAULT_METHOD,
+                  layer=DEFAULT_LAYER, name=None, tta: bool = False) -> CamResult:
     """A class activation map (``method``) of an image file or bytes."""
     return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),
                        answer_column, method, layer, tta)
@@ -170,13 +288,27 @@ def _colorize(heatmap: np.ndarray, width: int, height: int, colormap: str) -> np
     return colormaps[colormap](resized)[..., :3] * 255.0
 
 
-def heatmap_image(heatmap: np.ndarray, size: int, colormap: str = "jet") -> np.ndarray:
+def colorbar_image(width: int = 320, height: int = 12, colormap: str = COLORMAP) -> np.ndarray:
+    """The heatmap's colour scale, 0 on the left to 1 on the right, as RGB uint8 (h, w, 3)."""
+    ramp = np.repeat(np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :], height, axis=0)
+    return (colormaps[colormap](ramp)[..., :3] * 255.0).astype(np.uint8)
+
+
+def what_red_means(answer_column: str) -> str:
+    """One plain sentence to print beside a map of ``answer_column``."""
+    label = ANSWER_BY_COLUMN[answer_column].label
+    return (f"Red: the pixels that most raise the predicted probability of *{label}*; blue: "
+            f"little or no effect. Each map is scaled to its own strongest pixel, so it shows "
+            f"where, not how much.")
+
+
+def heatmap_image(heatmap: np.ndarray, size: int, colormap: str = COLORMAP) -> np.ndarray:
     """The heatmap alone as an RGB uint8 (size, size, 3) picture."""
     return _colorize(heatmap, size, size, colormap).astype(np.uint8)
 
 
 def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45,
-            colormap: str = "jet") -> np.ndarray:
+            colormap: str = COLORMAP) -> np.ndarray:
     """Blend a [0,1] heatmap (resized to the image) over an RGB uint8 image."""
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be in [0, 1], got {opacity}")

@@ -13,6 +13,7 @@ another in the sidebar; the sidebar always names the model the page uses.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -23,10 +24,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from galaxy_core import access, datasets, paths, registry, similarity
+from galaxy_core import access, datasets, faithfulness, paths, registry, similarity
 from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
+from galaxy_core.explain import ExplainedImage, explain_source
 from galaxy_core.images import ImageError, MAX_BYTES, display_crop, upload_problem
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
@@ -410,3 +412,48 @@ def _query_embedding(model_path: str, mtime: float, data: bytes, name: str) -> n
 def query_embedding(loaded: LoadedModel, data: bytes, name: str) -> np.ndarray:
     """An image's embedding (cached by its bytes). Raises ``ImageError``."""
     return _query_embedding(loaded.path, os.path.getmtime(loaded.path), data, name)
+
+
+# ---- Grad-CAM page: one forward pass per image and views, kept; maps and scores on demand ----
+
+@st.cache_resource(max_entries=4, ttl=1800, show_spinner="Looking at the galaxy…")
+def _explained(model_path: str, model_mtime: float, image_key: str, tta: bool, name: str,
+               _loaded: LoadedModel, _source) -> ExplainedImage:
+    return explain_source(_loaded, _source, name, tta)
+
+
+def explained_image(loaded: LoadedModel, source, name: str, tta: bool) -> ExplainedImage:
+    """The image seen once by the model (``galaxy_core.explain.ExplainedImage``), shared by
+    every rerun and session that shows the same image and views with the same model file; its
+    maps, gradients and scores are kept inside it. Raises ``ImageError``."""
+    image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
+    model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
+    return _explained(loaded.path, model_mtime, image_key, tta, name, loaded, source)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _map_scores(model_path: str, model_mtime: float, image_key: str, tta: bool, answer: str,
+                method: str | None, layer: str | None,
+                _explained: ExplainedImage) -> dict[str, float]:
+    heatmap = None if method is None else _explained.heatmap(answer, method, layer)
+    return faithfulness.score_map(_explained, answer, heatmap)
+
+
+def map_scores(loaded: LoadedModel, source, explained: ExplainedImage, answer: str,
+               method: str | None, layer: str | None) -> dict[str, float]:
+    """Deletion and insertion areas of one map (method None: of the centred map), cached."""
+    image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
+    model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
+    return _map_scores(loaded.path, model_mtime, image_key, explained.tta, answer, method, layer,
+                       explained)
+
+
+@st.cache_data(show_spinner=False)
+def _faithfulness_report(path: str, mtime: float) -> dict | None:
+    return faithfulness.read_report(path)
+
+
+def faithfulness_report() -> dict | None:
+    """The shipped model's faithfulness report (assets/models/faithfulness.json), if any."""
+    path = faithfulness.REPORT_PATH
+    return _faithfulness_report(path, os.path.getmtime(path)) if os.path.isfile(path) else None

@@ -1,5 +1,7 @@
-"""Grad-CAM and four related class activation maps: which pixels drive one answer. Built for
-live classroom demos."""
+"""Grad-CAM and four related class activation maps: which pixels drive one answer, why the
+verdict went the way it did, and how far a map can be trusted. Built for live classroom demos:
+the image is seen once (pages.common.explained_image), so a new answer, method or layer costs
+at most one backward pass and an opacity step only a re-blend."""
 
 import io
 import os
@@ -9,13 +11,32 @@ import streamlit as st
 from PIL import Image
 
 from galaxy_core.augment import TTA_VIEWS
-from galaxy_core.explain import (LAYERS, METHOD_NAMES, METHODS, CamError, explain_image,
-                                 heatmap_image, overlay)
-from galaxy_core.images import ImageError, display_crop
-from galaxy_core.predict import predict_image
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_NAMES, METHODS,
+                                 CamError, colorbar_image, heatmap_image, overlay, what_red_means)
+from galaxy_core.faithfulness import MIN_PROBABILITY, beating_sentence
+from galaxy_core.images import ImageError
+from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
-from galaxy_core.verdict import top_answer
-from pages.common import UPLOAD_LIMIT_TEXT, active_model, checked_uploads, sample_paths
+from galaxy_core.verdict import walk_tree
+from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, explained_image,
+                          faithfulness_report, map_scores, sample_paths)
+
+METHOD_HELP = ("Grad-CAM: the classic, one weight per feature map. Grad-CAM++: better when "
+               "several regions (arms, a companion) drive the answer. XGrad-CAM: weights scaled "
+               "by how active each map is. HiResCAM: pixel by pixel, each location by its own "
+               "gradient. LayerCAM: pixel by pixel, positive gradients only. On layer4 the first "
+               "three and HiResCAM draw the same map (the gradient there is the same at every "
+               "location). One view of the pixel-by-pixel two looks dotted on layer2/layer3 (the "
+               "stride-2 convolutions that follow send gradients to every second location); the "
+               "8-view average does not.")
+
+
+def legend(answer: str) -> None:
+    """The colour bar and the sentence saying what red means, for maps of ``answer``."""
+    st.image(colorbar_image(), width="stretch")
+    st.caption("0 (blue) ← scale of the map → 1 (red)")
+    st.markdown(what_red_means(answer))
+
 
 st.title("🔥 Grad-CAM: where does the model look?")
 loaded = active_model()
@@ -46,10 +67,17 @@ else:
     st.stop()
 
 try:
-    preds = predict_image(loaded, source, tta=tta, name=title)
+    explained = explained_image(loaded, source, title, tta)
 except ImageError as exc:
     st.error(f"{exc}. Try another file.")
     st.stop()
+preds = explained.preds
+report = faithfulness_report()
+measured = ""
+if report is not None:
+    whose = ("" if os.path.abspath(loaded.path) == os.path.abspath(DEFAULT_MODEL)
+             else " (the shipped model, not the one in use)")
+    measured = " " + beating_sentence(report) + whose
 
 
 def answer_label(column: str) -> str:
@@ -57,23 +85,20 @@ def answer_label(column: str) -> str:
     return f"{answer_name(column)} — {preds[ANSWER_COLUMNS.index(column)]:.2f}{learned}"
 
 
-default_answer = top_answer(preds, loaded.trained_columns)
 with settings_col:
-    answer = st.selectbox("Answer to explain (grouped by question; default: top answer)",
-                          ANSWER_COLUMNS, index=ANSWER_COLUMNS.index(default_answer),
+    answer = st.selectbox("Answer to explain (default: the verdict's first answer)",
+                          ANSWER_COLUMNS, index=ANSWER_COLUMNS.index(explained.default_answer()),
                           format_func=answer_label, key=f"cam_answer_{title}")
-    method = st.radio("Method", list(METHOD_NAMES), format_func=METHOD_NAMES.get,
-                      horizontal=True,
-                      help="Grad-CAM: the classic, one weight per feature map. Grad-CAM++: "
-                           "better when several regions (arms, a companion) drive the answer. "
-                           "XGrad-CAM: weights scaled by how active each map is. HiResCAM: "
-                           "pixel by pixel, each location by its own gradient. LayerCAM: "
-                           "pixel by pixel, positive gradients only. On layer2/layer3 the "
-                           "pixel-by-pixel two stay on the galaxy where Grad-CAM may not; one "
-                           "view of them looks dotted (the stride-2 convolutions that follow "
-                           "send gradients to every second location), the 8-view average not.")
-    layer = st.selectbox("Layer", LAYERS, help="layer4 = the last residual block (coarsest, "
-                         "most semantic); earlier layers show finer but less specific detail")
+    method = st.radio("Method", list(METHOD_NAMES), index=METHODS.index(DEFAULT_METHOD),
+                      format_func=METHOD_NAMES.get, horizontal=True,
+                      help=METHOD_HELP + f" Default {METHOD_NAMES[DEFAULT_METHOD]}: with the "
+                           f"default layer, what the faithfulness measurement favours."
+                           + measured)
+    layer = st.selectbox("Layer", LAYERS, index=LAYERS.index(DEFAULT_LAYER),
+                         help=f"layer4 = the last residual block (5x5 at this model's input: "
+                              f"coarse, much the same map for every galaxy); earlier layers show "
+                              f"finer detail. Default {DEFAULT_LAYER}: with the default method, "
+                              f"what the faithfulness measurement favours.{measured}")
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05)
 
 if answer not in loaded.trained_columns:
@@ -81,33 +106,62 @@ if answer not in loaded.trained_columns:
                f"its heatmap explains an untrained output and means nothing.")
 
 try:
-    result = explain_image(loaded, source, answer, method, layer, name=title, tta=tta)
-except (CamError, ImageError) as exc:
+    heatmap = explained.heatmap(answer, method, layer)
+except CamError as exc:
     st.error(str(exc))
     st.stop()
 
-shown = display_crop(source, loaded.preprocess)
-blended = overlay(shown, result.heatmap, opacity)
+shown = explained.display
+blended = overlay(shown, heatmap, opacity)
 st.markdown(f"**{METHOD_NAMES[method]}** of *{answer_name(answer)}* — predicted probability "
-            f"**{result.probability:.3f}** · layer `{layer}`"
-            + (f" · averaged over {result.views} views" if result.views > 1 else ""))
+            f"**{explained.probability(answer):.3f}** · layer `{layer}`"
+            + (f" · averaged over {explained.views} views" if explained.views > 1 else ""))
 original_col, heat_col, overlay_col = st.columns(3)
 original_col.image(shown, caption="what the model sees", width="stretch")
-heat_col.image(heatmap_image(result.heatmap, shown.shape[0]), caption="heatmap",
-               width="stretch")
+heat_col.image(heatmap_image(heatmap, shown.shape[0]), caption="heatmap", width="stretch")
 overlay_col.image(blended, caption="overlay", width="stretch")
+legend_col, score_col = st.columns(2)
+with legend_col:
+    legend(answer)
+with score_col:
+    if explained.probability(answer) < MIN_PROBABILITY:
+        st.info(f"No faithfulness scores: the predicted probability of this answer "
+                f"({explained.probability(answer):.3f}) is below {MIN_PROBABILITY}, too small "
+                f"for removing pixels to show anything. Pick an answer the model gives more "
+                f"weight to.")
+    else:
+        scores = map_scores(loaded, source, explained, answer, method, layer)
+        centre = map_scores(loaded, source, explained, answer, None, None)  # once per answer
+        deletion_col, insertion_col = st.columns(2)
+        deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
+                            delta=f"{scores['deletion'] - centre['deletion']:+.2f} vs centre",
+                            delta_color="inverse")
+        insertion_col.metric("Insertion AUC (higher is better)", f"{scores['insertion']:.2f}",
+                             delta=f"{scores['insertion'] - centre['insertion']:+.2f} vs centre")
+    st.caption("Can this map be trusted? Deletion: the pixels it marks red are replaced by sky, "
+               "most important first; if they matter, the probability falls fast (area under "
+               "the curve, relative to the unperturbed probability). Insertion: they are put "
+               "back into a blurred image; if they matter, it comes back fast. *vs centre*: the "
+               "same for a plain blob on the middle of the image, which any useful map must "
+               "beat." + measured)
+
+verdict = walk_tree(preds, loaded.trained_columns)
+st.subheader("Why this verdict?")
+st.markdown(f"**Verdict:** {verdict.text}. One map per question the verdict walked, each for "
+            f"the answer it took there ({METHOD_NAMES[method]}, `{layer}`): red marks what "
+            f"raised that answer's probability.")
+for column, (step, step_map) in zip(st.columns(max(1, len(verdict.steps))),
+                                   explained.verdict_maps(method, layer)):
+    column.image(overlay(shown, step_map, opacity), width="stretch",
+                 caption=f"Q{step.question.number} {step.question.topic} → {step.answer.label} "
+                         f"({step.share:.0%} of the question)")
 
 if st.toggle("Compare the five methods side by side", value=False,
              help="For teaching: the same answer, layer and views, explained by each method."):
     for column, other in zip(st.columns(len(METHODS)), METHODS):
-        try:
-            compared = result if other == method else explain_image(
-                loaded, source, answer, other, layer, name=title, tta=tta)
-        except (CamError, ImageError) as exc:
-            column.error(str(exc))
-            continue
-        column.image(overlay(shown, compared.heatmap, opacity), caption=METHOD_NAMES[other],
-                     width="stretch")
+        column.image(overlay(shown, explained.heatmap(answer, other, layer), opacity),
+                     caption=METHOD_NAMES[other], width="stretch")
+    st.caption(what_red_means(answer))
 
 buffer = io.BytesIO()
 Image.fromarray(np.asarray(blended)).save(buffer, format="PNG")

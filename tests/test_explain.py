@@ -2,8 +2,25 @@ import numpy as np
 import pytest
 import torch
 
-from galaxy_core.explain import METHODS, CamError, cam_map, compute_cam, overlay
+from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHODS, CamError,
+                                 ExplainedImage, cam_map, colorbar_image, compute_cam,
+                                 default_answer, overlay, what_red_means)
+from galaxy_core.faithfulness import read_report
+from galaxy_core.model import DecisionTreeHead, GalaxyNet
+from galaxy_core.schema import ANSWER_COLUMNS, COLUMN_INDEX
+from galaxy_core.verdict import top_answer, walk_tree
 from tests.conftest import galaxy_image, make_loaded
+
+SHIPPED_LEARNED = tuple(c for c in ANSWER_COLUMNS if c.split(".")[0] in
+                        ("Class1", "Class2", "Class6", "Class7", "Class8"))
+
+
+def tree_preds(logits: dict) -> np.ndarray:
+    """(37,) probabilities obeying the tree, favouring the given answers by their logits."""
+    scores = torch.zeros(1, len(ANSWER_COLUMNS))
+    for column, value in logits.items():
+        scores[0, COLUMN_INDEX[column]] = value
+    return DecisionTreeHead()(scores)[0].numpy()
 
 
 def image_tensor(size=64):
@@ -77,21 +94,87 @@ def test_the_view_averaged_map_turns_with_the_galaxy(method):
     assert hook_count(loaded.net) == 0
 
 
-def test_default_target_is_the_top_trained_answer():
-    from galaxy_core.predict import predict_tensor
-    from galaxy_core.schema import ANSWER_COLUMNS
-    image = image_tensor(32)
-    preds = predict_tensor(make_loaded(head="tree"), image.unsqueeze(0))[0]  # (37,)
-    order = [ANSWER_COLUMNS[i] for i in np.argsort(-preds, kind="stable")]
-    assert preds.max() > np.sort(preds)[-2] > np.sort(preds)[-3]  # no tie decides the answer
-    # every answer learned: the top one
-    assert compute_cam(make_loaded(head="tree"), image).answer_column == order[0]
-    # the top answer not learned: the best of the learned ones, wherever it sits among them
-    trained = sorted(order[1:4] + order[-3:], key=ANSWER_COLUMNS.index)
-    assert trained[0] != order[1]
-    result = compute_cam(make_loaded(head="tree", trained=trained), image)
-    assert result.answer_column == order[1]
-    assert result.probability == pytest.approx(float(np.sort(preds)[-2]), abs=1e-6)
+def test_default_target_is_the_answer_the_verdict_takes_first():
+    loaded = make_loaded(head="tree", trained=SHIPPED_LEARNED)
+    result = compute_cam(loaded, image_tensor(32))
+    assert result.answer_column == walk_tree(result.preds, SHIPPED_LEARNED).steps[0].answer.column
+    # not the top probability of any question: Q6 "nothing odd" often is, Q1's answer is shown
+    preds = tree_preds({"Class1.2": 1.0, "Class2.2": 1.0, "Class6.2": 4.0})
+    assert top_answer(preds, SHIPPED_LEARNED) == "Class6.2"
+    assert default_answer(preds, SHIPPED_LEARNED) == "Class1.2"
+    # a model that learned no question on the verdict's path falls back to its top answer
+    assert default_answer(preds, ("Class8.1", "Class8.2")) in ("Class8.1", "Class8.2")
+
+
+def test_the_defaults_are_what_the_faithfulness_report_favours():
+    report = read_report()
+    assert report is not None, "assets/models/faithfulness.json is missing"
+    favoured = report["favoured"]
+    assert (DEFAULT_METHOD, DEFAULT_LAYER) == (favoured["method"], favoured["layer"])
+    assert DEFAULT_LAYER != "layer4"  # 5x5 at 160 px: much the same map for every galaxy
+
+
+def test_one_forward_serves_every_answer_method_and_layer(monkeypatch):
+    loaded = make_loaded(head="tree", image_size=64)
+    forwards = []
+    original = GalaxyNet.forward
+    monkeypatch.setattr(GalaxyNet, "forward", lambda self, x: forwards.append(len(x)) or
+                        original(self, x))
+    explained = ExplainedImage(loaded, image_tensor(), tta=True)
+    assert forwards == [8] and explained.backward_passes == 0
+    assert hook_count(loaded.net) == 0  # nothing stays registered while the image is kept
+    first = explained.heatmap("Class1.1", "gradcam", "layer4")
+    assert explained.backward_passes == 1
+    explained.heatmap("Class1.1", "layercam", "layer4")  # new method: no pass at all
+    assert explained.backward_passes == 1
+    explained.heatmap("Class1.1", "gradcam", "layer2")  # deeper layer: one backward
+    explained.heatmap("Class1.1", "hirescam", "layer3")  # passed on the way: kept
+    assert explained.backward_passes == 2
+    explained.heatmap("Class1.2", "layercam", "layer1")  # new answer: one backward
+    for layer in LAYERS:
+        explained.heatmap("Class1.2", "gradcam++", layer)
+    assert explained.backward_passes == 3
+    assert explained.heatmap("Class1.1", "gradcam", "layer4") is first  # kept, not recomputed
+    assert forwards == [8]
+    assert all(p.grad is None for p in loaded.net.parameters())
+    # the kept pass gives the same maps as a fresh one
+    for method, layer in (("layercam", "layer3"), ("gradcam", "layer4")):
+        fresh = compute_cam(loaded, image_tensor(), "Class1.1", method, layer, tta=True)
+        np.testing.assert_allclose(explained.heatmap("Class1.1", method, layer), fresh.heatmap,
+                                   atol=1e-5)
+    assert hook_count(loaded.net) == 0
+
+
+# every path through the tree the shipped model's learned questions (1, 2, 6, 7, 8) allow:
+# the answers to favour, and the questions the verdict then walks
+PATHS = [
+    ({"Class1.1": 3, "Class7.2": 3, "Class6.1": 3, "Class8.4": 3}, [1, 7, 6, 8]),
+    ({"Class1.1": 3, "Class7.3": 3, "Class6.2": 3}, [1, 7, 6]),
+    ({"Class1.2": 3, "Class2.1": 3, "Class6.1": 3, "Class8.6": 3}, [1, 2, 6, 8]),
+    ({"Class1.2": 3, "Class2.2": 3, "Class6.2": 3}, [1, 2, 6]),
+    ({"Class1.3": 3}, [1]),
+]
+
+
+def test_why_this_verdict_gives_one_map_per_walked_question_on_every_path():
+    loaded = make_loaded(head="tree", trained=SHIPPED_LEARNED)
+    explained = ExplainedImage(loaded, image_tensor(32), tta=False)
+    for favoured, questions in PATHS:
+        explained.preds = tree_preds(favoured)  # as if the model had seen such a galaxy
+        row = explained.verdict_maps("layercam", "layer3")
+        assert [step.question.number for step, _ in row] == questions, favoured
+        for step, heatmap in row:
+            assert step.answer.column in favoured
+            assert heatmap is explained.heatmap(step.answer.column, "layercam", "layer3")
+            assert heatmap.shape == (32, 32)
+
+
+def test_colour_bar_and_what_red_means():
+    bar = colorbar_image(100, 10)
+    assert bar.shape == (10, 100, 3) and bar.dtype == np.uint8
+    assert bar[0, 0, 2] > bar[0, 0, 0] and bar[0, -1, 0] > bar[0, -1, 2]  # blue -> red
+    assert "*features or disk*" in what_red_means("Class1.2")
+    assert what_red_means("Class1.2").startswith("Red:")
 
 
 def test_failure_leaves_no_hooks_and_restores_training_mode():

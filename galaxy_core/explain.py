@@ -218,7 +218,7 @@ class ExplainedImage:
             raise CamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if answer_column not in COLUMN_INDEX:
             raise CamError(f"unknown answer {answer_column!r}; use a Kaggle column such as "
-                           f"Class1.1")
+                           f"{ANSWER_COLUMNS[0]}")
         if layer not in self.layers:
             raise CamError(f"unknown layer {layer!r}; choose one of {', '.join(self.layers)}")
         key = (answer_column, method, layer)

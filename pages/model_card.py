@@ -9,7 +9,8 @@ from galaxy_core import evaluate, paths, registry
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.card import card_blocks
 from galaxy_core.schema import QUESTIONS
-from pages.common import active_model
+from galaxy_core.faithfulness import report_markdown
+from pages.common import active_model, faithfulness_report
 
 st.title("📄 Model card")
 loaded = active_model()
@@ -116,6 +117,16 @@ else:
         "- Trained on SDSS galaxies in Kaggle-style cut-outs; other surveys, framings or "
         "processed images are outside what it has seen.\n"
         "- Predictions estimate volunteer vote fractions, not physical truth.")
+
+report = faithfulness_report() if shipped else None
+if report:
+    st.subheader("Can the Grad-CAM maps be trusted?")
+    st.caption("Each map scored by how fast the answer's probability falls as its most salient "
+               "pixels are replaced by sky (deletion: lower is better) and rises as they are "
+               "revealed on a blurred copy (insertion: higher is better), beside a random map "
+               "and a centred blob: a map must beat the centre to show anything.")
+    with st.expander("The table: every method and layer"):
+        st.markdown(report_markdown(report))
 
 if card:
     st.subheader("The full card")

@@ -633,6 +633,9 @@ def test_model_card_leads_with_accuracy_shows_the_plots_and_folds_the_lab_notebo
     assert any("Predicted against volunteer fraction" in c for c in captions), captions
     folded = [e.label for e in at.expander]
     assert "Variants compared" in folded and "Recipe" in folded
+    # the shipped model's Grad-CAM faithfulness table, behind a question a teacher asks
+    assert "Can the Grad-CAM maps be trusted?" in headers
+    assert any("HiResCAM" in m.value and "beats centre" in m.value for m in at.markdown)
 
 
 def test_training_settings_that_cannot_train_are_refused_before_starting(visitor):

@@ -174,14 +174,14 @@ def main(argv=None) -> int:
     if args.evaluate:
         if not args.images:
             parser.error("--evaluate needs --images DIR")
-        if not args.json:
+        if args.json is None:
             parser.error("--evaluate needs --json OUT")
         if not os.path.isdir(args.images):
             raise FileNotFoundError(f"--images {args.images} is not a folder")
         loaded = load_checkpoint(checkpoint_or_default(args.checkpoint),
                                  select_device(args.device))
         return evaluate(args, loaded)
-    if not args.image or not args.out:
+    if args.image is None or args.out is None:  # given but empty: check_output_file says why
         parser.error("--image and --out are needed (or --evaluate with --images and --json)")
     check_output_file(args.out, "--out", OUT_EXTENSIONS)
     source = resolve_image(args.image, args.images)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import time
+import urllib.request
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -77,6 +81,26 @@ def checkpoint_file(tmp_path):
                                 metrics={"best": {}}, history=[], data={}, train_config={}),
                 path)
     return str(path)
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for a test server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, seconds: float = 90) -> None:
+    """Wait for a Streamlit server at ``url`` to answer its health check."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the server at {url} did not start within {seconds:.0f} s")
 
 
 assert CSV_HEADER[0] == "GalaxyID"

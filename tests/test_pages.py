@@ -269,12 +269,18 @@ def test_browser_filters_and_shows_labels_beside_predictions():
     assert any("Q1 shape" in m.value for m in at.markdown)
 
 
-def test_browser_says_per_galaxy_whether_the_model_trained_on_it(tmp_path, monkeypatch):
-    root = tmp_path / "unseen"
+def one_galaxy_dataset(tmp_path, monkeypatch, name: str, galaxy_id: int):
+    """A configured dataset ``name`` of one labelled galaxy; returns its folder."""
+    root = tmp_path / name.lower()
     (root / "images").mkdir(parents=True)
-    galaxy_image(5).save(root / "images" / "900001.jpg")
-    (root / "labels.csv").write_text("GalaxyID,Class1.1\n900001,0.5\n")
-    monkeypatch.setenv("GALAXY_DATASETS", f"Unseen={root}")
+    galaxy_image(galaxy_id % 1000).save(root / "images" / f"{galaxy_id}.jpg")
+    (root / "labels.csv").write_text(f"GalaxyID,Class1.1\n{galaxy_id},0.5\n")
+    monkeypatch.setenv("GALAXY_DATASETS", f"{name}={root}")
+    return root
+
+
+def test_browser_says_per_galaxy_whether_the_model_trained_on_it(tmp_path, monkeypatch):
+    one_galaxy_dataset(tmp_path, monkeypatch, "Unseen", 900001)
     at = app("pages/browse.py")
     at.selectbox(key="browse_dataset").set_value("Unseen").run()
     assert any("was not in the model's training data" in c.value for c in at.caption)
@@ -311,11 +317,7 @@ def test_browser_leaves_out_what_the_model_never_learned():
 
 def test_browser_reports_a_broken_dataset_without_its_path_or_contents(
         tmp_path, monkeypatch, visitor):
-    root = tmp_path / "vanishing"
-    (root / "images").mkdir(parents=True)
-    galaxy_image(1).save(root / "images" / "1.jpg")
-    (root / "labels.csv").write_text("GalaxyID,Class1.1\n1,0.5\n")
-    monkeypatch.setenv("GALAXY_DATASETS", f"Vanishing={root}")
+    root = one_galaxy_dataset(tmp_path, monkeypatch, "Vanishing", 1)
     at = app("pages/browse.py")
     at.selectbox(key="browse_dataset").set_value("Vanishing").run()
     assert not at.exception and not at.error

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
+
+from tests.conftest import free_port, wait_healthy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or \
@@ -35,24 +36,6 @@ if not (CHROMIUM and sync_playwright):
     if IN_CI:
         raise RuntimeError(f"{reason}: CI must run the publishing attacks, not skip them")
     pytest.skip(reason, allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, seconds: float = 90) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the server at {url} did not start within {seconds:.0f} s")
 
 
 class ForwardingProxy:

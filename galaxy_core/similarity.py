@@ -13,8 +13,12 @@ An index is one ``.npz`` file, read with ``allow_pickle=False`` and written atom
   label naming it), its preprocessing and what the features are.
 
 One index holds the embeddings of one checkpoint only: adding galaxies with another is refused,
-and so is searching it with another model's query vectors. Search is exact (a matrix product
-over the whole index), measured by ``bench/similarity.py`` at 4,000 and 100,000 galaxies.
+and so is searching it with another model's query vectors.
+
+Search is exact (a matrix product over the whole index) up to ``EXACT_LIMIT`` galaxies; past it,
+approximate: an inverted-file index of faiss (optional; built in memory on the first search of a
+loaded index and kept with it) proposes k galaxies, whose cosine distances are then computed
+exactly. Both are measured by ``bench/similarity.py``.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 
@@ -171,6 +177,8 @@ class SimilarityIndex:
     vectors: np.ndarray  # (N, 512) float32, unit rows
     meta: dict
     _positions: dict | None = field(default=None, repr=False)
+    _approximate: object = field(default=None, repr=False, compare=False)  # faiss index, cached
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.galaxy_ids)
@@ -328,9 +336,114 @@ def dataset_index_path(dataset_name: str, identity: dict) -> str:
 
 # ---- search ----------------------------------------------------------------------------------
 
-def search(index: SimilarityIndex, queries: np.ndarray, k: int, block: int = 256):
-    """Exact nearest neighbours by cosine distance: (Q, 512) queries -> (positions, distances),
-    each (Q, min(k, N)), nearest first (ties by position in the index)."""
+# Galaxies up to which search is exact. Measured (bench/similarity.py --scale, 2 cores beside a
+# training run): exact costs about 0.2-0.35 ms a query per 1,000 galaxies (48 ms at 100,000,
+# 205-344 ms at 1,000,000), so up to here a query stays near 0.1 s and misses nothing, with no
+# index to build first (9 s at 100,000, about 1 minute at 1,000,000).
+EXACT_LIMIT = 300_000
+SEARCH_METHODS = ("auto", "exact", "approximate")
+LISTS_PER_SQRT = 2  # inverted lists per square root of the galaxies (faiss advises 4-16 at most)
+PROBE_SHARE = 16  # one list in this many is probed per query
+TRAIN_PER_LIST = 50  # k-means sample per list (faiss wants at least 39)
+KMEANS_ITERATIONS = 10
+_missing_faiss_warned = False
+
+
+def _faiss():
+    """The faiss module, or None where it is not installed (it is optional)."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def ivf_shape(n: int) -> tuple[int, int]:
+    """(inverted lists, lists probed per query) of the approximate index of ``n`` galaxies."""
+    lists = max(1, min(round(LISTS_PER_SQRT * math.sqrt(n)), n // TRAIN_PER_LIST))
+    return lists, max(1, math.ceil(lists / PROBE_SHARE))
+
+
+def _build_ivf(faiss, vectors: np.ndarray):
+    """An inverted-file index on inner product over (N, 512) unit vectors, stored as float16
+    (what the index file holds; distances are recomputed exactly from float32 anyway)."""
+    lists, probes = ivf_shape(len(vectors))
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(DIM), DIM, lists,
+                                        faiss.ScalarQuantizer.QT_fp16,
+                                        faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.niter = KMEANS_ITERATIONS
+    sample = np.random.default_rng(0).choice(len(vectors), min(len(vectors),
+                                                                lists * TRAIN_PER_LIST),
+                                             replace=False)
+    ivf.train(vectors[np.sort(sample)])
+    ivf.add(vectors)
+    ivf.nprobe = probes  # set once, before any search: searches share the index read-only
+    return ivf
+
+
+def approximate_index(index: SimilarityIndex):
+    """The faiss index of ``index``: built on first use, then kept with it (one build even when
+    sessions search at once). Raises ``SimilarityError`` when faiss is not installed."""
+    faiss = _faiss()
+    if faiss is None:
+        raise SimilarityError("approximate search needs faiss: pip install faiss-cpu==1.15.1 "
+                              "(see requirements.txt), or search exactly")
+    with index._lock:
+        if index._approximate is None:
+            start = time.perf_counter()
+            index._approximate = _build_ivf(faiss, index.vectors)
+            lists, probes = ivf_shape(len(index))
+            log.info("approximate index of %d galaxies built in %.1f s (%d lists, %d probed)",
+                     len(index), time.perf_counter() - start, lists, probes)
+        return index._approximate
+
+
+def _chosen_approximate(index: SimilarityIndex, method: str):
+    """The faiss index to search, or None to search exactly."""
+    if method not in SEARCH_METHODS:
+        raise SimilarityError(f"search method must be one of {', '.join(SEARCH_METHODS)}, "
+                              f"got {method!r}")
+    if method == "exact" or (method == "auto" and len(index) <= EXACT_LIMIT):
+        return None
+    if method == "auto" and _faiss() is None:
+        global _missing_faiss_warned
+        if not _missing_faiss_warned:
+            _missing_faiss_warned = True
+            log.warning("faiss is not installed, so the %d galaxies are searched exactly "
+                        "(slow past %d): pip install faiss-cpu==1.15.1", len(index), EXACT_LIMIT)
+        return None
+    return approximate_index(index)
+
+
+def _exact_candidates(vectors: np.ndarray, queries: np.ndarray, k: int):
+    """(B, 512) queries -> the k most similar positions and their similarities, (B, k) each, in
+    no particular order."""
+    sims = queries @ vectors.T  # (B, N)
+    if k < sims.shape[1]:
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    else:
+        top = np.tile(np.arange(sims.shape[1]), (len(sims), 1))
+    return top, np.take_along_axis(sims, top, axis=1)
+
+
+def _approximate_candidates(ivf, vectors: np.ndarray, queries: np.ndarray, k: int):
+    """As ``_exact_candidates``, the positions proposed by ``ivf``; a query whose probed lists
+    hold fewer than k galaxies (k near the index's size) is answered exactly instead."""
+    _, top = ivf.search(queries, k)  # (B, k), -1 where a list ran out
+    sims = np.einsum("bd,bkd->bk", queries, vectors[np.maximum(top, 0)])  # exact cosines
+    short = (top < 0).any(axis=1)
+    if short.any():
+        top[short], sims[short] = _exact_candidates(vectors, queries[short], k)
+    return top, sims
+
+
+def search(index: SimilarityIndex, queries: np.ndarray, k: int, block: int = 256,
+           method: str = "auto"):
+    """Nearest neighbours by cosine distance: (Q, 512) queries -> (positions, distances), each
+    (Q, min(k, N)), nearest first (ties by position in the index). ``method`` "auto" is exact
+    up to ``EXACT_LIMIT`` galaxies and approximate past it (exact, with one warning, where faiss
+    is missing); "exact" and "approximate" force one."""
+    ivf = _chosen_approximate(index, method)
     if k < 1:
         raise SimilarityError(f"k must be >= 1, got {k}")
     queries = unit_rows(np.atleast_2d(queries))
@@ -340,12 +453,9 @@ def search(index: SimilarityIndex, queries: np.ndarray, k: int, block: int = 256
     positions = np.zeros((len(queries), k), np.int64)
     distances = np.zeros((len(queries), k), np.float32)
     for start in range(0, len(queries), block):  # bounds the (block, N) similarity matrix
-        sims = queries[start:start + block] @ index.vectors.T
-        if k < sims.shape[1]:
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        else:
-            top = np.tile(np.arange(sims.shape[1]), (len(sims), 1))
-        top_sims = np.take_along_axis(sims, top, axis=1)
+        chunk = queries[start:start + block]
+        top, top_sims = (_exact_candidates(index.vectors, chunk, k) if ivf is None
+                         else _approximate_candidates(ivf, index.vectors, chunk, k))
         order = np.lexsort((top, -top_sims), axis=1)
         positions[start:start + block] = np.take_along_axis(top, order, axis=1)
         distances[start:start + block] = 1.0 - np.take_along_axis(top_sims, order, axis=1)

@@ -8,6 +8,8 @@ import io
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -235,3 +237,131 @@ def test_embed_dataset_writes_the_index_where_the_app_looks(tmp_path, folder, ch
     assert "no dataset named 'Nope'" in cli_error(
         embed.main, ["--checkpoint", checkpoint_file, "--dataset", "Nope"], capsys)
     assert "not both" in cli_error(embed.main, ["--dataset", "Extra", "--out", "x.npz"], capsys)
+
+
+# ---- approximate search (faiss) past EXACT_LIMIT, here lowered to 100 galaxies ----------------
+
+def vectors_index(vectors) -> similarity.SimilarityIndex:
+    return similarity.SimilarityIndex(np.arange(len(vectors)).astype(str),
+                                      similarity.unit_rows(vectors), {"checkpoint": {}})
+
+
+def clustered(n: int, clusters: int, seed: int) -> np.ndarray:
+    """Galaxy-like data: ``clusters`` random centres (the same for every seed), each point one of
+    them plus noise as long (neighbours share a centre; unstructured noise has no neighbourhoods
+    to find)."""
+    centres = similarity.unit_rows(np.random.default_rng(0).standard_normal((clusters, DIM)))
+    noise = np.random.default_rng(seed).standard_normal((n, DIM)) / np.sqrt(DIM)
+    return similarity.unit_rows(centres[np.arange(n) % clusters] + noise)
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(similarity, "EXACT_LIMIT", 100)
+
+
+def test_approximate_search_keeps_the_exact_conventions_and_finds_each_galaxy_first(small_limit):
+    vectors = similarity.unit_rows(np.random.default_rng(0).standard_normal((500, DIM)))
+    index = vectors_index(vectors)
+    positions, distances = search(index, vectors, 10)
+    assert index._approximate is not None  # auto went approximate past the limit
+    assert positions.shape == distances.shape == (500, 10) and positions.dtype == np.int64
+    assert (positions[:, 0] == np.arange(500)).all() and (distances[:, 0] < 1e-5).all()
+    assert (np.diff(distances, axis=1) >= 0).all() and (distances >= 0).all()
+    assert (distances <= 2).all()
+    cosines = np.einsum("qd,qkd->qk", index.vectors, index.vectors[positions])
+    np.testing.assert_allclose(distances, np.clip(1 - cosines, 0, 2), atol=1e-5)
+    assert all(len(set(row)) == 10 for row in positions.tolist())
+
+
+def test_approximate_search_recalls_the_exact_neighbours_of_clustered_galaxies(small_limit):
+    index = vectors_index(clustered(500, 20, seed=1))
+    queries = clustered(100, 20, seed=2)  # new galaxies near the same centres
+    exact, _ = search(index, queries, 10, method="exact")
+    assert index._approximate is None
+    found, _ = search(index, queries, 10)
+    assert recall_at(found, exact) >= 0.9
+
+
+def test_exact_method_stays_exact_past_the_limit(small_limit):
+    vectors = similarity.unit_rows(np.random.default_rng(3).standard_normal((300, DIM)))
+    index = vectors_index(vectors)
+    positions, distances = search(index, vectors[:20], 7, method="exact")
+    sims = vectors[:20] @ index.vectors.T
+    expected = np.argsort(-sims, axis=1, kind="stable")[:, :7]
+    assert positions.tolist() == expected.tolist() and index._approximate is None
+    np.testing.assert_allclose(distances, 1 - np.take_along_axis(sims, expected, 1), atol=1e-6)
+
+
+def test_approximate_search_with_k_beyond_the_index_lists_every_galaxy_as_exact_does(
+        small_limit):
+    vectors = clustered(200, 10, seed=4)
+    index = vectors_index(vectors)
+    positions, distances = search(index, vectors[:3], 500, method="approximate")
+    exact_positions, exact_distances = search(index, vectors[:3], 500, method="exact")
+    assert positions.shape == (3, 200)
+    assert positions.tolist() == exact_positions.tolist()
+    np.testing.assert_allclose(distances, exact_distances, atol=1e-6)
+
+
+def test_the_approximate_index_is_built_once_for_sessions_searching_together(small_limit,
+                                                                            monkeypatch):
+    built = []
+    real_build = similarity._build_ivf
+    monkeypatch.setattr(similarity, "_build_ivf", lambda faiss, vectors: (
+        built.append(1), time.sleep(0.2), real_build(faiss, vectors))[2])
+    index = vectors_index(clustered(300, 10, seed=5))
+    results = []
+    threads = [threading.Thread(
+        target=lambda: results.append(search(index, index.vectors[:5], 3))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert built == [1] and len(results) == 4
+    assert all(r[0].tolist() == results[0][0].tolist() for r in results)
+
+
+def test_without_faiss_search_stays_exact_and_warns_once(monkeypatch, caplog):
+    monkeypatch.setattr(similarity, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(similarity, "_missing_faiss_warned", False)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now raises ImportError
+    vectors = clustered(300, 10, seed=6)
+    index = vectors_index(vectors)
+    exact = search(index, vectors[:10], 5, method="exact")
+    with caplog.at_level("WARNING", logger="galaxy_core.similarity"):
+        first = search(index, vectors[:10], 5)
+        second = search(index, vectors[:10], 5)
+    for positions, distances in (first, second):
+        assert positions.tolist() == exact[0].tolist()
+        np.testing.assert_array_equal(distances, exact[1])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "faiss is not installed" in warnings[0]
+    assert "300 galaxies are searched exactly" in warnings[0]
+    with pytest.raises(SimilarityError, match="approximate search needs faiss"):
+        search(index, vectors[:1], 5, method="approximate")
+
+
+def test_a_bad_search_method_is_a_clear_error(capsys):
+    index = vectors_index(clustered(20, 2, seed=7))
+    with pytest.raises(SimilarityError,
+                       match="must be one of auto, exact, approximate, got 'fast'"):
+        search(index, index.vectors[:1], 3, method="fast")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        similar.main(["--index", "index.npz", "--image", "200001", "--search", "fast"])
+    assert stop.value.code == 2 and "invalid choice: 'fast'" in capsys.readouterr().err
+
+
+def test_similar_cli_searches_approximately_when_asked(built, capsys):
+    pytest.importorskip("faiss")
+    argv = ["--index", str(built), "--image", "200004", "--k", "3"]
+    exact = similar_rows(argv + ["--search", "exact"], capsys)
+    approximate = similar_rows(argv + ["--search", "approximate"], capsys)
+    assert approximate[0]["GalaxyID"] == "200004" and len(approximate) == 3
+    assert [r["GalaxyID"] for r in approximate] == [r["GalaxyID"] for r in exact]

@@ -18,6 +18,15 @@ indexed with --checkpoint (default: the shipped model, which was trained on all 
     latency of one query's search in an index of 4,000 and of 100,000 galaxies (random unit
     float16 vectors: search time does not depend on what the vectors hold), median of repeats,
     plus one image query end to end (decode, 8 views, search).
+
+With ``--scale N [N ...]`` (no --data needed) it prints instead, per N, what approximate search
+(faiss, used past ``EXACT_LIMIT`` galaxies) costs and finds, on two synthetic sets of N unit
+float16 vectors: random ones (no neighbourhoods: the worst case for an approximate index) and
+clustered ones (one centre per 1,000 galaxies plus noise as long as the centre, so a galaxy's
+neighbours share its centre): the exact and the approximate latency of one query (k = 10, median),
+the approximate index's build time, and its recall@10 against exact search over 100 new queries
+drawn like the set, with more lists probed (x2, x4) for comparison; and how often a galaxy of the
+index finds itself first.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import image_path, read_labels, split_train_val
 from galaxy_core.files import write_json
 from galaxy_core.schema import COLUMN_INDEX, QUESTIONS
-from galaxy_core.similarity import (DIM, Embedder, load_index, new_index, save_index, search,
-                                    unit_rows, with_added)
+from galaxy_core.similarity import (DIM, EXACT_LIMIT, Embedder, SimilarityIndex,
+                                    approximate_index, ivf_shape, load_index, new_index,
+                                    save_index, search, unit_rows, with_added)
 
 NEIGHBOURS = 5
 
@@ -125,16 +135,97 @@ def synthetic_index(n: int, seed: int, folder: str):
     return loaded, time.perf_counter() - start, os.path.getsize(path)
 
 
+def synthetic_vectors(n: int, kind: str, seed: int) -> np.ndarray:
+    """``n`` unit vectors rounded to float16 as an index file stores them (float32, unit rows),
+    made in blocks to bound memory; "clustered" ones share centres whatever the seed."""
+    centres = unit_rows(np.random.default_rng(0).standard_normal((max(1, n // 1000), DIM),
+                                                                  np.float32))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for start in range(0, n, 100_000):
+        size = min(100_000, n - start)
+        block = rng.standard_normal((size, DIM), np.float32)
+        if kind == "clustered":
+            block = centres[rng.integers(len(centres), size=size)] + block / np.sqrt(DIM)
+        rows.append(unit_rows(unit_rows(block).astype(np.float16)))
+    return np.concatenate(rows)
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / exact.shape[1] for a, b in zip(found, exact)]))
+
+
+def approximate_at_scale(n: int, kind: str) -> dict:
+    """(d) exact vs approximate search of one synthetic set of ``n`` galaxies."""
+    import faiss  # optional for the project, needed here
+    index = SimilarityIndex(np.arange(n).astype(str), synthetic_vectors(n, kind, seed=1),
+                            {"checkpoint": {}})
+    queries = synthetic_vectors(100, kind, seed=2)
+    row = {"exact_ms": median_seconds(lambda: search(index, queries[:1], 10, method="exact"),
+                                      5) * 1000}
+    exact, _ = search(index, queries, 10, method="exact")
+    start = time.perf_counter()
+    ivf = approximate_index(index)
+    row["build_s"] = time.perf_counter() - start
+    row["lists"], row["probed"] = ivf_shape(n)
+    row["approximate_ms"] = median_seconds(
+        lambda: search(index, queries[:1], 10, method="approximate"), 50) * 1000
+    found, _ = search(index, queries, 10, method="approximate")
+    row["recall_at_10"] = recall_at(found, exact)
+    members = np.random.default_rng(3).choice(n, 100, replace=False)
+    found, _ = search(index, index.vectors[members], 10, method="approximate")
+    row["itself_first"] = float((found[:, 0] == members).mean())
+    row["more_probed"] = {}
+    for times in (2, 4):  # the trade-off: recall and latency with more lists probed
+        params = faiss.SearchParametersIVF(nprobe=min(row["lists"], row["probed"] * times))
+        _, found = ivf.search(queries, 10, params=params)
+        seconds = median_seconds(lambda: ivf.search(queries[:1], 10, params=params), 20)
+        row["more_probed"][str(times)] = {"recall_at_10": recall_at(found, exact),
+                                          "ms": seconds * 1000}
+    return row
+
+
+def scale_report(sizes) -> dict:
+    report = {"exact_limit": EXACT_LIMIT, "cpu_count": os.cpu_count(),
+              "load_average_before": os.getloadavg()[0], "sets": {}}
+    print(f"(d) approximate search (faiss IVF) vs exact, one query, k=10; load average "
+          f"{report['load_average_before']:.1f} on {os.cpu_count()} cores")
+    for n in sizes:
+        for kind in ("random", "clustered"):
+            row = approximate_at_scale(n, kind)
+            report["sets"][f"{kind}-{n}"] = row
+            more = ", ".join(f"x{t}: {m['recall_at_10']:.3f} in {m['ms']:.1f} ms"
+                             for t, m in row["more_probed"].items())
+            print(f"(d) {n} {kind}: exact {row['exact_ms']:.1f} ms; approximate "
+                  f"{row['approximate_ms']:.2f} ms after a {row['build_s']:.1f} s build "
+                  f"({row['probed']} of {row['lists']} lists probed), recall@10 "
+                  f"{row['recall_at_10']:.3f}, itself first {row['itself_first']:.0%}; "
+                  f"more lists probed {more}", flush=True)
+    report["load_average_end"] = os.getloadavg()[0]
+    return report
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.similarity", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data",
                         help="folder with images/ and labels_partial.csv (the real sample)")
     parser.add_argument("--checkpoint", default=paths.DEFAULT_MODEL)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="how (a)'s queries are made (default: all)")
     parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--scale", type=int, nargs="+", metavar="N",
+                        help="only (d): approximate vs exact search of N synthetic galaxies")
     args = parser.parse_args(argv)
+    if args.scale:
+        if min(args.scale) < 1000:
+            parser.error(f"--scale sizes must be >= 1000 galaxies, got {min(args.scale)}")
+        report = scale_report(args.scale)
+        if args.json:
+            write_json(args.json, report)
+        return 0
+    if not args.data:
+        parser.error("--data is required (unless --scale is given)")
     labels = os.path.join(args.data, "labels_partial.csv")
     images = os.path.join(args.data, "images")
     _, held_out = split_train_val(read_labels(labels), 0.2, seed=0)

@@ -403,7 +403,7 @@ def _chosen_approximate(index: SimilarityIndex, method: str):
     if method not in SEARCH_METHODS:
         raise SimilarityError(f"search method must be one of {', '.join(SEARCH_METHODS)}, "
                               f"got {method!r}")
-    if method == "exact" or (method == "auto" and len(index) <= EXACT_LIMIT):
+    if method == "exact" or len(index) == 0 or (method == "auto" and len(index) <= EXACT_LIMIT):
         return None
     if method == "auto" and _faiss() is None:
         global _missing_faiss_warned

@@ -277,7 +277,7 @@ def main(argv=None) -> int:
                                                          / raw["forward_backward_b1_s"])
 
     # 6. memory of batch prediction: 4000 images vs 400 (each in a fresh process)
-    small, large = (40, 400) if args.quick else (400, 4000)
+    small, large = (16, 160) if args.quick else (400, 4000)
     raw[f"predict_peak_rss_mb_{small}"] = peak_rss(small, workdir)
     raw[f"predict_peak_rss_mb_{large}"] = peak_rss(large, workdir)
     results["batch_predict_memory_ratio_4000_vs_400"] = (raw[f"predict_peak_rss_mb_{large}"]

@@ -27,6 +27,7 @@ from .config import ModelConfig, Preprocess, TrainConfig, field_defaults
 from .files import replacing
 from .model import GalaxyNet, inference_copy
 from .schema import ANSWER_COLUMNS, NUM_ANSWERS, check_columns
+from .uncertainty import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class LoadedModel:
     trained_columns: tuple[str, ...]
     meta: dict
     path: str = ""
+    calibration: Calibration | None = None  # its per-answer intervals, if it was calibrated
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _fast_net: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -174,6 +176,11 @@ def load_checkpoint(path, device: torch.device | str = "cpu") -> LoadedModel:
                                   f"{NUM_ANSWERS} Kaggle columns in order)")
         meta = {k: v for k, v in raw.items()
                 if k not in ("state_dict", "optimizer_state", "scheduler_state")}
+        try:
+            calibration = (Calibration.from_dict(raw["intervals"]) if "intervals" in raw
+                           else None)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
     else:
         state = _seed_format(raw)
         if state is None:
@@ -181,6 +188,7 @@ def load_checkpoint(path, device: torch.device | str = "cpu") -> LoadedModel:
                                   f"{raw.get('format', 'unknown')!r}, keys {sorted(raw)[:6]})")
         state = {k if k.startswith("backbone.") else f"backbone.{k}": v for k, v in state.items()}
         config, preprocess, trained = ModelConfig(), Preprocess(), tuple(ANSWER_COLUMNS)
+        calibration = None
         meta = {"format": "seed", "note": "seed-format weights: no metadata, seed preprocessing "
                 "(224 px, no crop) assumed, all 37 answers assumed trained"}
     net = GalaxyNet(config)
@@ -193,7 +201,7 @@ def load_checkpoint(path, device: torch.device | str = "cpu") -> LoadedModel:
                               f"({first[:300]})") from exc
     net.eval().to(device)
     return LoadedModel(net=net, preprocess=preprocess, trained_columns=trained, meta=meta,
-                       path=os.path.abspath(path))
+                       path=os.path.abspath(path), calibration=calibration)
 
 
 def read_resume_state(path) -> dict:

@@ -23,6 +23,7 @@ class Evaluation:
     preds: np.ndarray  # (N, 37)
     targets: np.ndarray  # (N, 37), NaN where unknown
     galaxy_ids: np.ndarray
+    one_view: "Evaluation | None" = None  # the same galaxies scored on one view (see evaluate)
 
 
 def training_split(loaded: LoadedModel, labels_csv, table: LabelTable | None = None):
@@ -46,16 +47,26 @@ def training_split(loaded: LoadedModel, labels_csv, table: LabelTable | None = N
 
 def evaluate(loaded: LoadedModel, images_dir, labels_csv, tta: bool = False,
              batch_size: int = 64, workers: int = 2, on_progress=None,
-             table: LabelTable | None = None) -> Evaluation:
-    """Predict every labelled galaxy (or those of ``table``) and report RMSE."""
+             table: LabelTable | None = None, one_view_too: bool = False) -> Evaluation:
+    """Predict every labelled galaxy (or those of ``table``) and report RMSE. With ``tta``
+    and ``one_view_too``, ``one_view`` also holds the evaluation of the image as it is (the
+    first of the 8 views), from the same forward passes."""
     table = table if table is not None else read_labels(labels_csv)
     check_images_exist(images_dir, table.galaxy_ids)
     result = predict_files(loaded, [image_path(images_dir, g) for g in table.galaxy_ids],
                            batch_size=batch_size, tta=tta, workers=workers,
-                           on_progress=on_progress)
+                           on_progress=on_progress, keep_views=one_view_too)
     if result.errors:
         raise DataError(f"{len(result.errors)} images could not be read, e.g. {result.errors[0][1]}")
     preds = result.frame[list(ANSWER_COLUMNS)].to_numpy(dtype=np.float64)
+    evaluation = _scored(loaded, table, preds, tta)
+    if one_view_too:
+        evaluation.one_view = _scored(loaded, table, result.views[:, 0].astype(np.float64),
+                                      False)
+    return evaluation
+
+
+def _scored(loaded: LoadedModel, table: LabelTable, preds: np.ndarray, tta: bool) -> Evaluation:
     untrained = [c for c in table.columns if c not in loaded.trained_columns]
     report = score(preds, table.targets, untrained)
     report["tta"] = tta

@@ -38,6 +38,7 @@ class PredictionResult:
     frame: pd.DataFrame  # GalaxyID + 37 answer columns, in input order
     errors: list = field(default_factory=list)  # (name, message) of files that were skipped
     kept: list = field(default_factory=list)  # index into the inputs of each row of ``frame``
+    views: np.ndarray | None = None  # (N, V, 37) each view's probabilities, if asked for
 
     def to_csv(self, path, blank_columns=()) -> str:
         return write_submission_csv(self.frame, path, blank_columns)
@@ -45,9 +46,11 @@ class PredictionResult:
 
 @torch.inference_mode()
 def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False,
-              precision: str = "float32") -> np.ndarray:
+              precision: str = "float32", keep_views: bool = False):
     """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode.
-    ``net`` is a ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1]."""
+    ``net`` is a ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1].
+    ``keep_views``: return (probabilities, each view's (B, V, 37)) instead; with ``tta`` the
+    first of the V = 8 views is the image as it is, so one pass scores both ways."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     net.eval()
@@ -56,19 +59,21 @@ def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False,
     batch = batch.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
         if tta:
-            preds = torch.stack([net(v).float().clamp(0, 1)
-                                 for v in augment.dihedral_views(batch)]).mean(0)
+            views = torch.stack([net(v).float().clamp(0, 1)
+                                 for v in augment.dihedral_views(batch)])  # (V, B, 37)
         else:
-            preds = net(batch).float().clamp(0, 1)
-    return preds.cpu().numpy()
+            views = net(batch).float().clamp(0, 1)[None]
+    preds = views.mean(0).cpu().numpy()
+    return (preds, views.transpose(0, 1).cpu().numpy()) if keep_views else preds
 
 
 def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False,
-                   precision: str = "float32") -> np.ndarray:
+                   precision: str = "float32", keep_views: bool = False):
     """``run_model`` with the shared model's BatchNorm-folded copy, one request at a time
     (two at once would only fight over the same cores)."""
     with loaded.lock:
-        return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta, precision)
+        return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta, precision,
+                         keep_views)
 
 
 def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None,
@@ -107,9 +112,11 @@ def decoded_batches(job: DecodeJob, batch_size: int, threads: int, ahead: int = 
 
 def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32,
                   tta: bool = False, workers: int = 1, on_progress=None,
-                  precision: str = "float32", framing=None) -> PredictionResult:
+                  precision: str = "float32", framing=None,
+                  keep_views: bool = False) -> PredictionResult:
     """Predict many images (paths, or bytes with ``names``); GalaxyID = file name stem.
-    ``framing`` (``framing.FramingStats``): frame each galaxy as the training images first."""
+    ``framing`` (``framing.FramingStats``): frame each galaxy as the training images first.
+    ``keep_views``: also return each view's probabilities (``run_model``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     sources = list(sources)
@@ -121,7 +128,7 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names,
                     framing)
     pin = loaded.device.type == "cuda"
-    rows, ids, kept, errors, done = [], [], [], [], 0
+    rows, views, ids, kept, errors, done = [], [], [], [], [], 0
     if on_progress is not None and sources:
         on_progress(0, len(sources))  # a progress bar's clock starts before the first batch
     for images, index, failures in decoded_batches(job, batch_size, workers):
@@ -130,7 +137,11 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
         good = [i for i, e in enumerate(failures) if not e]
         errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
         if good:
-            rows.append(predict_tensor(loaded, images[good], tta, precision))
+            out = predict_tensor(loaded, images[good], tta, precision, keep_views)
+            if keep_views:
+                out, batch_views = out
+                views.append(batch_views)
+            rows.append(out)
             ids += [galaxy_id_of(names[index[i]]) for i in good]
             kept += [index[i] for i in good]
         done += len(index)
@@ -141,7 +152,11 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     values = np.concatenate(rows) if rows else np.zeros((0, len(ANSWER_COLUMNS)), np.float32)
     frame = pd.DataFrame(values, columns=list(ANSWER_COLUMNS))
     frame.insert(0, ID_COLUMN, ids)
-    return PredictionResult(frame=frame, errors=errors, kept=kept)
+    if keep_views:
+        views = (np.concatenate(views) if views else
+                 np.zeros((0, augment.TTA_VIEWS if tta else 1, len(ANSWER_COLUMNS)), np.float32))
+    return PredictionResult(frame=frame, errors=errors, kept=kept,
+                            views=views if keep_views else None)
 
 
 def write_submission_csv(frame: pd.DataFrame, path, blank_columns=()) -> str:

@@ -13,6 +13,7 @@ from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.quality import flags, shipped_ranges
 from galaxy_core.predict import predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
+from galaxy_core.uncertainty import interval_table
 from galaxy_core.verdict import walk_tree
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, probabilities_frame,
                           probability_chart, sample_paths)
@@ -35,6 +36,19 @@ def fits_caption(info: dict) -> str:
     return " ".join([f"FITS, shown with an asinh stretch (Lupton et al. 2004) like the SDSS "
                      f"cut-outs the model learned from. {where}"] +
                     [f"Note: {note}." for note in info.get("notes", [])])
+
+def interval_caption(calibration, tta: bool) -> str:
+    """What the black line across each bar means, and how far to trust it."""
+    measured = (calibration.coverage or {}).get("all") or {}
+    held = (f" (on held-out galaxies it held {measured['coverage']:.0%} of the time)"
+            if measured.get("coverage") is not None else "")
+    return (f"The black line across each learned answer's bar is its {calibration.level:.0%} "
+            f"interval: the share of volunteers giving that answer falls inside it for "
+            f"{calibration.level:.0%} of galaxies like the training ones{held}. It is "
+            f"calibrated for the {TTA_VIEWS}-view average" +
+            ("." if tta else ", so with one view it holds a little less often.") +
+            " For an image flagged as unlike the training images it promises nothing.")
+
 
 st.title("🔭 Classify galaxies")
 loaded = active_model()
@@ -130,6 +144,13 @@ st.download_button(
     help="Header GalaxyID,Class1.1,…,Class11.6." + (
         f" {len(untrained)} answers were never learned by this model: their columns hold the "
         f"untrained head's output, not predictions." if untrained else ""))
+if loaded.calibration is not None:
+    intervals = interval_table(loaded.calibration, result.frame["GalaxyID"], values)
+    st.download_button(
+        f"Download {loaded.calibration.level:.0%} intervals (CSV)",
+        intervals.to_csv(index=False, float_format="%.6f").encode(),
+        file_name="galaxy_intervals.csv", mime="text/csv",
+        help="GalaxyID, then each learned answer's interval: Class1.1_low, Class1.1_high, …")
 
 for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], verdicts, values)):
     if i >= MAX_DETAILED:
@@ -164,8 +185,11 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
         for flag in unlike[i]:
             st.warning(f"Unlike the training images: {flag.message}. The model has seen "
                        "nothing like this, so treat its answers with caution.")
-        frame = probabilities_frame(preds, loaded.trained_columns)
+        frame = probabilities_frame(preds, loaded.trained_columns, loaded.calibration)
         st.altair_chart(probability_chart(frame), width="stretch")
+        if loaded.calibration is not None:
+            st.caption(interval_caption(loaded.calibration, tta))
         with st.expander("All 37 probabilities as a table"):
-            st.dataframe(frame.assign(probability=frame["probability"].round(4)),
+            shown = frame.drop(columns=["low", "high"] if loaded.calibration is None else [])
+            st.dataframe(shown.round({"probability": 4, "low": 3, "high": 3}),
                          hide_index=True, width="stretch")

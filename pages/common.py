@@ -33,6 +33,7 @@ from galaxy_core.images import ImageError, MAX_BYTES, display_crop, upload_probl
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS, answer_name
+from galaxy_core.uncertainty import bounds
 
 log = logging.getLogger("galaxy_app")
 
@@ -282,34 +283,50 @@ def model_sidebar() -> None:
 
 # ---- charts and tables ------------------------------------------------------------------
 
-def probabilities_frame(preds, trained_columns) -> pd.DataFrame:
-    """One row per answer: question, answer, probability, learned or not."""
+def probabilities_frame(preds, trained_columns, calibration=None) -> pd.DataFrame:
+    """One row per answer: question, answer, probability, learned or not, and (with a
+    ``calibration``) the calibrated interval's low and high ends (empty where not calibrated)."""
+    low, high = (bounds(calibration, np.asarray(preds)[None]) if calibration is not None
+                 else (np.full((1, len(ANSWER_COLUMNS)), np.nan),) * 2)
     rows = []
-    for column, value in zip(ANSWER_COLUMNS, preds):
+    for j, (column, value) in enumerate(zip(ANSWER_COLUMNS, preds)):
         question = QUESTION_OF_COLUMN[column]
         answer = next(a for a in question.answers if a.column == column)
         rows.append({"question": f"Q{question.number} {question.topic}", "answer": answer.label,
                      "column": column, "probability": float(value),
+                     "low": float(low[0, j]), "high": float(high[0, j]),
                      "learned": column in trained_columns})
     return pd.DataFrame(rows)
 
 
 def probability_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Horizontal bars grouped by question; answers the model never learned are greyed out."""
+    """Horizontal bars grouped by question; answers the model never learned are greyed out;
+    a black line across a bar is its calibrated interval, where the frame has one."""
     data = frame.assign(
         label=frame["question"].str.split(" ").str[0] + " · " + frame["answer"],
         status=np.where(frame["learned"], "learned", "not learned"),
     )
-    return alt.Chart(data).mark_bar().encode(
+    y = alt.Y("label:N", sort=list(data["label"]), title=None,
+              axis=alt.Axis(labelLimit=260, labelOverlap=False))
+    tooltip = ["question", "answer", "column", alt.Tooltip("probability:Q", format=".3f"),
+               "status"]
+    has_intervals = "low" in data and data["low"].notna().any()
+    if has_intervals:
+        tooltip += [alt.Tooltip("low:Q", format=".2f", title="interval from"),
+                    alt.Tooltip("high:Q", format=".2f", title="interval to")]
+    bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability"),
-        y=alt.Y("label:N", sort=list(data["label"]), title=None,
-                axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+        y=y,
         color=alt.condition(alt.datum.status == "learned", alt.Color(
             "question:N", legend=None, sort=[f"Q{q.number} {q.topic}" for q in QUESTIONS]),
             alt.value("#d0d0d0")),
-        tooltip=["question", "answer", "column", alt.Tooltip("probability:Q", format=".3f"),
-                 "status"],
-    ).properties(height=19 * len(data))
+        tooltip=tooltip,
+    )
+    if has_intervals:
+        whiskers = alt.Chart(data[data["low"].notna()]).mark_rule(
+            color="#222", strokeWidth=1.5).encode(x="low:Q", x2="high:Q", y=y, tooltip=tooltip)
+        bars = alt.layer(bars, whiskers)
+    return bars.properties(height=19 * len(data))
 
 
 def agreement_chart(merged: pd.DataFrame, columns) -> alt.Chart:

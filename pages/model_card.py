@@ -98,6 +98,29 @@ if shipped and all(os.path.isfile(path) for path, _ in plots):
         column.image(path, caption=f"{caption} (split 0's 800 held-out galaxies, one view)",
                      width="stretch")
 
+st.subheader("How sure is each answer?")
+calibration = loaded.calibration
+measured = (calibration.coverage or {}) if calibration is not None else {}
+if calibration is None:
+    st.markdown("This model carries no calibrated intervals, so the Classify page shows its "
+                "answers without them (`python -m train.calibrate` adds them from a run's "
+                "held-out galaxies).")
+else:
+    st.markdown(f"Every learned answer comes with a {calibration.level:.0%} interval (the black "
+                f"line across its bar on the Classify page): the share of volunteers giving "
+                f"that answer should fall inside it for {calibration.level:.0%} of galaxies. "
+                f"Calibrated on {calibration.source}. How often it held, counted on galaxies "
+                f"not used to set it:")
+    rows = [{"question": name, "coverage": 100 * row["coverage"], "mean width":
+             row["mean_width"], "answers × galaxies": row["n"]}
+            for name, row in [(f"Q{q.number} {q.topic}", measured.get("per_question", {}).get(
+                f"Q{q.number}")) for q in QUESTIONS] + [("all", measured.get("all"))]
+            if row and row.get("n")]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+            "coverage": st.column_config.NumberColumn(format="%.1f%%"),
+            "mean width": st.column_config.NumberColumn(format="%.3f")})
+
 st.subheader("What was it trained on?")
 st.markdown(f"{info['data'].capitalize()}; learned "
             f"{', '.join(info['learned_questions']) or 'nothing'}.")
@@ -131,8 +154,8 @@ if report:
 if card:
     st.subheader("The full card")
     for block in card:
-        if block.title == "Limits":
-            continue
+        if block.title == "Limits" or block.title.startswith(("Uncertainty", "Grad-CAM")):
+            continue  # shown above
         if block.folded or block.title.startswith("Accuracy on held-out"):
             with st.expander(block.title or "More"):
                 st.markdown(block.markdown)

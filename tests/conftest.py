@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import socket
 import time
 import urllib.request
@@ -17,6 +19,20 @@ from galaxy_core.config import ModelConfig, Preprocess
 from galaxy_core.model import DecisionTreeHead, build_model
 from galaxy_core.schema import ANSWER_COLUMNS, CSV_HEADER
 
+# files whose tests start processes (tools, servers, torchrun) and take longest: run first, so
+# that under `make test`'s two workers the short tests fill the gaps instead of a long one
+# starting last
+LONG_FIRST = ("test_cli.py", "test_distributed.py", "test_bench.py", "test_publish.py",
+              "test_browser.py", "test_runs.py", "test_similarity.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    # only under xdist's workers (a serial run, tests/mutants.py's say, keeps the order it
+    # asked for); whole files move, so a module's fixtures are still made once per worker
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    items.sort(key=lambda item: (LONG_FIRST.index(item.path.name)
+                                 if item.path.name in LONG_FIRST else len(LONG_FIRST)))
 
 
 def galaxy_image(seed: int, size: int = 64, elongation: float = 1.0) -> Image.Image:

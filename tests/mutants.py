@@ -112,6 +112,27 @@ MUTANTS = (
            "known = np.ones(targets.shape, dtype=bool)\n    sq = np.where(known,",
            "RMSE reads unknown answers as 0 (the partial sample's 20 missing columns)",
            ("tests/test_evaluate.py",)),
+    # uncertainty intervals
+    Mutant("conformal-quantile-rank-too-low", "galaxy_core/uncertainty.py",
+           "rank = math.ceil((len(scores) + 1) * level)",
+           "rank = math.ceil(len(scores) * level)",
+           "the conformal quantile drops the +1: intervals promise coverage they do not have",
+           ("tests/test_uncertainty.py",)),
+    Mutant("intervals-ignore-the-scale", "galaxy_core/uncertainty.py",
+           "half = q * scale_of(preds, calibration.scale, calibration.floor)",
+           "half = q",
+           "a prediction near 0 or 1 gets as wide an interval as one near 0.5",
+           ("tests/test_uncertainty.py",)),
+    Mutant("calibrated-on-training-galaxies", "train/calibrate.py",
+           "_, val = training_split(run, args.labels, table)",
+           "val, _ = training_split(run, args.labels, table)",
+           "intervals calibrated on galaxies the run trained on (too narrow)",
+           ("tests/test_uncertainty.py",)),
+    Mutant("tta-json-reports-swapped", "train/evaluate.py",
+           "outputs = ([(result.one_view, args.json), (result, args.tta_json)] if both",
+           "outputs = ([(result, args.json), (result.one_view, args.tta_json)] if both",
+           "evaluate --tta-json writes the 8-view scores as the one-view ones",
+           ("tests/test_cli.py",)),
 )
 
 

@@ -48,7 +48,7 @@ def test_quick_benchmark_reports_each_ratio_from_its_own_timings(tmp_path, capsy
     raw = report["absolute"]
     sizes = sorted(int(m.group(1)) for key in raw
                    if (m := re.fullmatch(r"predict_peak_rss_mb_(\d+)", key)))
-    assert sizes == [40, 400]  # --quick: 40 and 400 images stand in for 400 and 4000
+    assert sizes == [16, 160]  # --quick: 16 and 160 images stand in for 400 and 4000
     assert all(value > 0 for value in raw.values())
 
     assert set(report["ratios"]) == set(TARGETS) == set(RATIOS)

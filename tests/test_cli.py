@@ -156,6 +156,29 @@ def test_evaluate_val_split_and_gradcam_options(cli, trained, galaxy_folder, tmp
     assert "layercam for" in done.stderr and width == height
 
 
+def test_tta_json_scores_one_view_and_eight_views_from_one_pass(cli, trained, galaxy_folder,
+                                                                tmp_path):
+    common = ["--checkpoint", trained / "best.pt", "--images", galaxy_folder["images"],
+              "--labels", galaxy_folder["labels"], "--split", "val", "--workers", "0"]
+    assert cli("train.evaluate", *common, "--json", tmp_path / "one.json").returncode == 0
+    assert cli("train.evaluate", *common, "--tta", "--json", tmp_path / "eight.json").returncode == 0
+    done = cli("train.evaluate", *common, "--json", tmp_path / "both1.json", "--tta-json",
+               tmp_path / "both8.json")
+    assert done.returncode == 0, done.stderr
+    assert "without test-time averaging" in done.stdout and "with test-time" in done.stdout
+    for alone, together in (("one", "both1"), ("eight", "both8")):
+        a = json.load(open(tmp_path / f"{alone}.json"))["model"]
+        b = json.load(open(tmp_path / f"{together}.json"))["model"]
+        assert (b["tta"], b["tta_views"]) == (a["tta"], a["tta_views"])
+        assert b["rmse"] == pytest.approx(a["rmse"], abs=1e-6)
+        for column, value in a["per_answer"].items():
+            assert b["per_answer"][column] == pytest.approx(value, abs=1e-6)
+    one = json.load(open(tmp_path / "one.json"))["model"]["rmse"]
+    assert abs(json.load(open(tmp_path / "eight.json"))["model"]["rmse"] - one) > 1e-6
+    assert_one_error_line(cli("train.evaluate", *common, "--tta", "--tta-json",
+                              tmp_path / "x.json"), "--tta-json already scores")
+
+
 def test_evaluate_refuses_labels_that_do_not_reproduce_the_split(cli, trained, galaxy_folder,
                                                                   tmp_path):
     """--split val recreates the held-out galaxies from the labels file; if that file has
@@ -399,9 +422,16 @@ def test_make_model_runs_the_whole_shipping_pipeline(cli, galaxy_folder, tmp_pat
     from galaxy_core.checkpoint import load_checkpoint
     shipped = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
     assert shipped.meta["data"]["val_galaxies"] == 0
+    # calibrated on the galaxies the three split runs held out, each galaxy counted once
+    held_out = set()
+    for run in runs[:3]:
+        held_out |= set(galaxy_folder["ids"]) - set(load_checkpoint(str(run)).meta["data"][
+            "train_ids"])
+    assert shipped.calibration.source.startswith(f"{len(held_out)} galaxies held out by")
     assert [s["split_seed"] for s in shipped.meta["recipe_validation"]["splits"]] == [0, 1, 2]
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert "Accuracy on held-out galaxies" in card and "| tiny | 1 |" in card
+    assert "## Uncertainty: calibrated intervals" in card
     assert (model_dir / "rmse_per_question.png").is_file()
 
 
@@ -435,16 +465,17 @@ SWEEP_COMMON = "--image-size 32 --batch-size 8 --workers 0 --device cpu --head t
 
 
 @e2e
-def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, tmp_path):
+def test_sweep_trains_variants_at_once_and_scores_the_split_runs(cli, galaxy_folder, tmp_path):
     # the budget (and the time allowed for the budget plus scoring) leaves room for a busy
     # machine: the probe alone took 140 s at a load of 12 on 2 cores; --max-epochs 2 is what
     # bounds the run on an idle one
     out = tmp_path / "sweep"
-    done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
+    # the sweep runs here; its training runs are processes of their own, as for a user (and
+    # `make learning-curve` below runs the sweep itself as a process)
+    done = cli("train.sweep", "--images", galaxy_folder["images"], "--labels",
                galaxy_folder["labels"], "--out", str(out), "--common", SWEEP_COMMON,
                "--variant", "s0=--seed 0", "--variant", "s1=--seed 1 --crop-fraction 0.7",
-               "--variant", "all=--val-fraction 0", "--budget-s", "240", "--max-epochs", "2",
-               timeout=900)
+               "--variant", "all=--val-fraction 0", "--budget-s", "240", "--max-epochs", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "seconds per epoch with all 3 sharing" in done.stderr
     rows = json.load(open(out / "variants.json"))
@@ -458,7 +489,7 @@ def test_sweep_trains_variants_at_once_and_scores_the_split_runs(galaxy_folder, 
     assert (out / "runs" / "all" / "last.pt").is_file()  # trained, not scored (nothing held out)
 
     # --epochs with --budget-s: the budget is a hard stop; what ran is scored, marked as stopped
-    done = run("train.sweep", "--images", galaxy_folder["images"], "--labels",
+    done = cli("train.sweep", "--images", galaxy_folder["images"], "--labels",
                galaxy_folder["labels"], "--out", str(tmp_path / "cut"), "--common", SWEEP_COMMON,
                "--variant", "s0=--seed 0", "--epochs", "100000", "--budget-s", "15",
                "--learning-curve", "a curve")

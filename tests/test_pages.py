@@ -148,6 +148,54 @@ def test_classify_an_upload_shows_verdict_and_37_probabilities():
     assert at.get("download_button")
 
 
+def test_classify_shows_each_learned_answers_calibrated_interval(tmp_path):
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    assert loaded.calibration is not None  # the shipped model carries its intervals
+    at = app("pages/classify.py")
+    at.multiselect[0].set_value([os.path.splitext(sorted(os.listdir(paths.SAMPLE_IMAGES))[0])[0]])
+    at.run()
+    table = [d.value for d in at.dataframe if len(d.value) == 37][0]
+    learned = table[table["learned"]]
+    assert len(learned) == 17 and learned[["low", "high"]].notna().all().all()
+    assert (learned["low"] <= learned["probability"] + 5e-4).all()
+    assert (learned["probability"] <= learned["high"] + 5e-4).all()
+    # a real interval, not a point (the narrowest: a rare answer predicted near 0, e.g. dust lane)
+    assert (learned["high"] - learned["low"]).min() > 0.002
+    assert (learned["high"] - learned["low"]).max() > 0.1
+    assert table[~table["learned"]][["low", "high"]].isna().all().all()
+    assert any("80% interval" in c.value for c in at.caption)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download 80% intervals (CSV)" in labels
+
+    # a model that was never calibrated shows bars without intervals, and says nothing of them
+    raw = read_checkpoint(paths.DEFAULT_MODEL)
+    del raw["intervals"]
+    from galaxy_core.checkpoint import atomic_save
+    from galaxy_core.registry import set_active_model
+    atomic_save(raw, tmp_path / "plain.pt")
+    set_active_model(str(tmp_path / "plain.pt"), confirm=True)
+    at = app("pages/classify.py")
+    at.multiselect[0].set_value([os.path.splitext(sorted(os.listdir(paths.SAMPLE_IMAGES))[0])[0]])
+    at.run()
+    assert not at.exception
+    table = [d.value for d in at.dataframe if len(d.value) == 37][0]
+    assert "low" not in table.columns
+    assert not any("80% interval" in c.value for c in at.caption)
+
+
+def test_model_card_shows_how_often_the_intervals_held():
+    from galaxy_core.schema import QUESTIONS
+    measured = load_checkpoint(paths.DEFAULT_MODEL).calibration.coverage
+    at = app("pages/model_card.py")
+    assert not at.exception
+    table = [d.value for d in at.dataframe if "coverage" in d.value.columns][0]
+    learned = [f"Q{q.number} {q.topic}" for q in QUESTIONS if q.number in (1, 2, 6, 7, 8)]
+    assert list(table["question"]) == learned + ["all"]
+    for name, row in zip(table["question"], table.itertuples()):
+        key = measured["all"] if name == "all" else measured["per_question"][name.split()[0]]
+        assert row.coverage == pytest.approx(100 * key["coverage"])
+
+
 def test_classify_averages_rotations_by_default_and_can_switch_it_off():
     from galaxy_core.checkpoint import load_checkpoint
     from galaxy_core.predict import predict_image
@@ -354,6 +402,7 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
     at.selectbox(key="train_optimizer").set_value("adamw")
     at.number_input(key="train_weight_decay").set_value(0.05)
     at.selectbox(key="train_precision").set_value("bfloat16")
+    at.number_input(key="train_lr").set_value(1.0)  # sure to be worse than the mean
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.error, [e.value for e in at.error]
     from pages.common import training_jobs
@@ -365,7 +414,8 @@ def test_password_unlocks_and_a_tiny_run_completes(monkeypatch):
         "adamw", 0.05, "bfloat16")
     at.run()
     assert any("Best checkpoint" in s.value for s in at.success)
-    # a 1-epoch 32 px run is no better than the mean: activating it takes an explicit yes
+    # a 1-epoch run at learning rate 1 is no better than the mean: activating it takes an
+    # explicit yes
     from galaxy_core import registry
     best = jobs.state.result.best_path
     assert at.selectbox(key="activate_candidate").value == best
@@ -629,7 +679,8 @@ def test_no_page_prints_an_html_tag_as_text(page):
 def test_model_card_leads_with_accuracy_shows_the_plots_and_folds_the_lab_notebook():
     at = app("pages/model_card.py")
     headers = [h.value for h in at.subheader]
-    assert headers[:3] == ["How good is it?", "What was it trained on?", "What it cannot do"]
+    assert headers[:4] == ["How good is it?", "How sure is each answer?", "What was it trained on?",
+                           "What it cannot do"]
     captions = [c for image in at.get("image") for c in image.captions]
     assert any("RMSE per question" in c for c in captions), captions
     assert any("Predicted against volunteer fraction" in c for c in captions), captions

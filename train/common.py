@@ -31,6 +31,17 @@ def read_json(path) -> dict:
         raise DataError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def read_text(path) -> str:
+    """A text file, or a DataError naming why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a UTF-8 text file") from exc
+
+
 class LazyBar:
     """A tqdm bar that appears on the first progress report (so early errors print alone)."""
 

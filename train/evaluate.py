@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a labelled set: RMSE overall, per question and per answer.
 
     python -m train.evaluate [--checkpoint CKPT] --images DIR --labels CSV [--json OUT] [--plots DIR]
+        [--tta | --tta-json OUT_TTA] [--split val]
 
 RMSE follows the Kaggle definition (one RMSE over all known galaxy x answer cells); answers the
 labels file lacks, or leaves empty, are left out (shown as a dash). A constant-prediction baseline
@@ -37,6 +38,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the full report as JSON here")
     parser.add_argument("--plots", help="folder for a per-question chart and pred-vs-true plots")
     parser.add_argument("--tta", action="store_true", help=f"average the {TTA_VIEWS} dihedral views")
+    parser.add_argument("--tta-json", metavar="OUT",
+                        help=f"score both ways from one pass: --json gets the one-view report, "
+                             f"this file the {TTA_VIEWS}-view average's (the first view is the "
+                             f"image as it is)")
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
                         help="'val': only the galaxies the checkpoint held out for validation "
                              "(its recorded split, verified); the baseline then predicts the "
@@ -49,6 +54,11 @@ def main(argv=None) -> int:
     # every input and output is checked before the model is loaded or an image decoded
     if args.json is not None:
         check_output_file(args.json, "--json")
+    if args.tta_json is not None:
+        if args.tta:
+            raise ValueError("--tta-json already scores the 8-view average; without --tta, "
+                             "--json gets the one-view scores")
+        check_output_file(args.tta_json, "--tta-json")
     if args.plots is not None:
         check_output_folder(args.plots, "--plots")
     table = read_labels(args.labels)
@@ -59,12 +69,24 @@ def main(argv=None) -> int:
         train, val = training_split(loaded, args.labels, table)
         table = val if args.split == "val" else train
         train_means = column_means(train.targets)
+    both = args.tta_json is not None
     with LazyBar("evaluating") as progress:
-        result = evaluate(loaded, args.images, args.labels, tta=args.tta,
+        result = evaluate(loaded, args.images, args.labels, tta=args.tta or both,
                           batch_size=args.batch_size, workers=args.workers, on_progress=progress,
-                          table=table)
+                          table=table, one_view_too=both)
     baseline = mean_baseline(result, train_means)
-    print(report_table(result.report, baseline))
+    outputs = ([(result.one_view, args.json), (result, args.tta_json)] if both
+               else [(result, args.json)])
+    for evaluation, path in outputs:
+        if both:
+            print(f"\n{'with' if evaluation.report['tta'] else 'without'} test-time averaging:")
+        print(report_table(evaluation.report, baseline))
+        if path:
+            write_json(path, {"model": evaluation.report, "mean_baseline": baseline,
+                              "checkpoint": loaded.path, "split": args.split,
+                              "epoch": loaded.meta.get("epoch"),
+                              "train_config": loaded.meta.get("train_config") or {}})
+            log.info("wrote %s", path)
     what = ("the training galaxies' mean answers" if train_means is not None
             else "this set's own mean answers (optimistic)")
     print(f"\n{args.split} split: {result.report['galaxies']} galaxies, "
@@ -72,15 +94,10 @@ def main(argv=None) -> int:
     if result.report["untrained_columns_with_targets"]:
         print(f"note: the model was never trained on "
               f"{', '.join(result.report['untrained_columns_with_targets'])}")
-    if args.json:
-        write_json(args.json, {"model": result.report, "mean_baseline": baseline,
-                               "checkpoint": loaded.path, "split": args.split,
-                               "epoch": loaded.meta.get("epoch"),
-                               "train_config": loaded.meta.get("train_config") or {}})
-        log.info("wrote %s", args.json)
     if args.plots:
-        save_question_rmse_chart(result.report, os.path.join(args.plots, "rmse_per_question.png"))
-        save_pred_vs_true(result.preds, result.targets, os.path.join(args.plots, "pred_vs_true.png"))
+        shown = outputs[0][0]
+        save_question_rmse_chart(shown.report, os.path.join(args.plots, "rmse_per_question.png"))
+        save_pred_vs_true(shown.preds, shown.targets, os.path.join(args.plots, "pred_vs_true.png"))
         log.info("wrote plots to %s", args.plots)
     return 0
 

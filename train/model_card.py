@@ -22,7 +22,7 @@ from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_s
                                   shown_by_default)
 from galaxy_core.files import write_text
 from galaxy_core.schema import QUESTIONS, answer_name
-from train.common import read_json, run_cli, setup_logging
+from train.common import read_json, read_text, run_cli, setup_logging
 
 log = logging.getLogger("model_card")
 
@@ -207,7 +207,38 @@ def _learning_curve_section(variants: list, splits: list, target_galaxies,
     return lines
 
 
-def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware: str) -> str:
+def _intervals_section(calibration) -> list:
+    """The calibrated intervals: how they are made and how often they held, per question."""
+    if calibration is None:
+        return ["## Uncertainty", "", "This model carries no calibrated intervals "
+                "(`python -m train.calibrate` adds them from a run's held-out galaxies).", ""]
+    measured = calibration.coverage or {}
+    lines = ["## Uncertainty: calibrated intervals", "",
+             f"Every learned answer has an interval meant to hold the volunteers' fraction "
+             f"{calibration.level:.0%} of the time (the black line across each bar in the app; "
+             f"`train.predict --intervals`): split-conformal, from {calibration.source}. Each "
+             f"answer's residuals are scaled by "
+             + ("sqrt(p(1-p)) + " f"{calibration.floor}" if calibration.scale == "binomial"
+                else "a constant") +
+             ", so a prediction near 0 or 1 gets a narrower interval than one near 0.5. How "
+             "often the intervals of the model that held those galaxies out contained the "
+             "volunteers' fraction, fitted on one half of them and counted on the other (both "
+             "ways round):", "",
+             "| question | coverage | mean width | answers x galaxies |", "|---|---|---|---|"]
+    rows = [(f"Q{q.number} {q.topic}", measured.get("per_question", {}).get(f"Q{q.number}"))
+            for q in QUESTIONS] + [("all learned answers", measured.get("all"))]
+    for name, row in rows:
+        if row and row.get("n"):
+            lines.append(f"| {name} | {row['coverage']:.1%} | {row['mean_width']:.3f} | "
+                         f"{row['n']} |")
+    lines += ["", "The intervals promise nothing for an image unlike the training cut-outs "
+              "(the app flags those), and they cover vote fractions, which carry their own "
+              "counting noise (about 40 votes per galaxy).", ""]
+    return lines
+
+
+def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware: str,
+           faithfulness: str = "") -> str:
     meta = loaded.meta
     data = meta.get("data", {})
     train_config = meta.get("train_config", {})
@@ -270,6 +301,8 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         *_variants_section(variants),
         *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies"),
                                  train_config.get("epochs")),
+        *_intervals_section(loaded.calibration),
+        *(["## Grad-CAM faithfulness", "", faithfulness.strip(), ""] if faithfulness else []),
         "## Limits",
         f"- Trained on {data.get('train_galaxies')} SDSS galaxies in Kaggle-style 424 px "
         f"cut-outs; other surveys, framings, colour stretches or processed images are out of "
@@ -303,6 +336,9 @@ def main(argv=None) -> int:
                         "label) with train_galaxies for the runs of a learning curve}")
     parser.add_argument("--hardware", default="")
     parser.add_argument("--command", default="", help="the command that trained it")
+    parser.add_argument("--faithfulness", metavar="MD",
+                        help="the Grad-CAM faithfulness table (train.gradcam --evaluate "
+                             "--markdown) to include")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -316,7 +352,9 @@ def main(argv=None) -> int:
             raise DataError(f"{args.checkpoint} has no validation of its own recipe: pass "
                             f"--evaluation, or export it with --heldout")
     variants = read_json(args.variants) if args.variants else []
-    text = render(loaded, splits, bool(args.evaluation), variants, args.command, args.hardware)
+    faithfulness = read_text(args.faithfulness) if args.faithfulness else ""
+    text = render(loaded, splits, bool(args.evaluation), variants, args.command, args.hardware,
+                  faithfulness)
     write_text(args.out, text)
     log.info("wrote %s", args.out)
     return 0

@@ -1,7 +1,7 @@
 """Predict the 37 answer probabilities for a folder (or list) of images, as a Kaggle CSV.
 
     python -m train.predict [--checkpoint CKPT] --images DIR_OR_FILES... --out CSV [--no-tta]
-        [--precision bfloat16]
+        [--precision bfloat16] [--flags FLAGS_CSV] [--intervals INTERVALS_CSV]
     torchrun --nproc-per-node N -m train.predict ...   (each process takes a share; rank 0 writes)
 
 The CSV has the exact Kaggle submission header GalaxyID,Class1.1,...,Class11.6 with
@@ -34,6 +34,8 @@ from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
 from galaxy_core.images import ImageError, open_image
 from galaxy_core.quality import flags, shipped_ranges
 from galaxy_core.predict import PredictionResult, predict_files
+from galaxy_core.schema import ANSWER_COLUMNS
+from galaxy_core.uncertainty import interval_table
 from train.common import (LazyBar, check_output_file, checkpoint_or_default, run_cli,
                           setup_logging)
 
@@ -120,15 +122,27 @@ def main(argv=None) -> int:
                         help="also write GalaxyID,flags for the images unlike the training "
                              "cut-outs (too small, blank, no source near the centre, unlike in "
                              "brightness or colour) to this CSV")
+    parser.add_argument("--intervals", metavar="CSV",
+                        help="also write each learned answer's calibrated interval "
+                             "(GalaxyID,Class1.1_low,Class1.1_high,...; 80%% of volunteer "
+                             "fractions fall inside on held-out galaxies) to this CSV")
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")
     args = parser.parse_args(argv)
     check_output_file(args.out, "--out")
     if args.flags:
         check_output_file(args.flags, "--flags")
+    if args.intervals:
+        check_output_file(args.intervals, "--intervals")
     with distributed_session(args.device) as (ctx, device):
         setup_logging(quiet=not ctx.is_main)
         loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), device)
+        if args.intervals and loaded.calibration is None:
+            raise DataError(f"{loaded.path} carries no calibrated intervals (python -m "
+                            f"train.calibrate adds them from a run's held-out galaxies)")
+        if args.intervals and not args.tta:
+            log.warning("the intervals were calibrated on %d-view averages; with --no-tta "
+                        "they hold a little less often", TTA_VIEWS)
         if args.precision == "bfloat16" and (caution := bfloat16_warning(loaded.device)):
             log.warning(caution)
         sources, names = collect_images(args.images)
@@ -155,6 +169,12 @@ def main(argv=None) -> int:
     if args.flags:
         write_flags(args.flags, [sources[i] for i in result.kept],
                     [names[i] for i in result.kept], result.frame["GalaxyID"])
+    if args.intervals:
+        table = interval_table(loaded.calibration, result.frame["GalaxyID"],
+                               result.frame[list(ANSWER_COLUMNS)].to_numpy())
+        write_text(args.intervals, table.to_csv(index=False, float_format="%.6f"))
+        log.info("wrote %.0f%% intervals for %d answers to %s", 100 * loaded.calibration.level,
+                 len(loaded.calibration.columns), args.intervals)
     if loaded.untrained_columns and not args.blank_untrained:
         log.warning("%d of 37 answers were never trained by this model (%s ...): their values "
                     "are not predictions; --blank-untrained leaves them empty",

@@ -11,7 +11,8 @@ Each variant is a `python -m train.train` process with the common flags, then it
 same epoch count that fits the budget at the slowest one's pace. With --epochs and --budget-s,
 the budget is a hard stop: a run still going then is stopped, scored as it is and named as
 stopped (never a learning-curve point), so a time-limited machine still returns what finished.
-Runs with a validation split are then scored with `train.evaluate --split val` (and --tta).
+Runs with a validation split are then scored as `train.evaluate --split val --tta-json` scores
+them (one view and the 8-view average), in the sweep's own process.
 Writes <out>/variants.json: one row per scored run in the model card's variants format, plus
 every run's folder.
 """
@@ -19,6 +20,7 @@ every run's folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -32,7 +34,7 @@ from galaxy_core.checkpoint import CheckpointError, read_checkpoint
 from galaxy_core.config import TrainConfig, add_dataclass_flags, from_namespace
 from galaxy_core.device import describe, select_device
 from galaxy_core.files import write_json
-from train.common import read_json, run_cli, setup_logging
+from train.common import EXPECTED_ERRORS, read_json, run_cli, setup_logging
 
 log = logging.getLogger("sweep")
 
@@ -157,20 +159,23 @@ class Sweep:
                  {n: round(v, 2) for n, v in paces.items()})
         return max(paces.values())
 
-    def evaluate(self, name: str, tta: bool) -> dict | None:
+    def evaluate(self, name: str) -> tuple[dict | None, dict | None]:
+        """``train.evaluate --split val --tta-json`` of a finished run (one view and the
+        8-view average from one pass), in this process: the runs have stopped, so it has the
+        machine, and a fresh process would only import torch again."""
+        from train.evaluate import main as evaluate_main
         run = os.path.join(self.args.out, "runs", name)
-        tag = "eval_tta" if tta else "eval"
-        command = [sys.executable, "-m", "train.evaluate", "--checkpoint",
-                   os.path.join(run, "best.pt"), "--images", self.args.images, "--labels",
-                   self.args.labels, "--split", "val", "--json", os.path.join(run, f"{tag}.json")]
-        with open(os.path.join(run, f"{tag}.log"), "w") as log_file:
-            code = subprocess.call(command + (["--tta"] if tta else []), stdout=log_file,
-                                   stderr=subprocess.STDOUT, env=self.env)
-        if code != 0:
-            log.warning("evaluating %s failed:\n%s", name,
-                        log_tail(os.path.join(run, f"{tag}.log")))
-            return None
-        return read_json(os.path.join(run, f"{tag}.json"))["model"]
+        plain, tta = (os.path.join(run, f"{tag}.json") for tag in ("eval", "eval_tta"))
+        try:
+            with open(os.path.join(run, "eval.log"), "w") as log_file, \
+                    contextlib.redirect_stdout(log_file):
+                evaluate_main(["--checkpoint", os.path.join(run, "best.pt"), "--images",
+                               self.args.images, "--labels", self.args.labels, "--split", "val",
+                               "--json", plain, "--tta-json", tta])
+        except EXPECTED_ERRORS as exc:
+            log.warning("evaluating %s failed: %s", name, exc)
+            return None, None
+        return read_json(plain)["model"], read_json(tta)["model"]
 
 
 def main(argv=None) -> int:
@@ -229,7 +234,7 @@ def main(argv=None) -> int:
             log.warning("%s:\n%s", name, log_tail(os.path.join(run, "train.log")))
         if config.val_fraction == 0 or not os.path.exists(os.path.join(run, "best.pt")):
             continue
-        plain, tta = sweep.evaluate(name, False), sweep.evaluate(name, True)
+        plain, tta = sweep.evaluate(name)
         finished = len(history) >= epochs
         rows.append({"name": name if finished else
                      f"{name} (stopped at epoch {len(history)} of {epochs})",

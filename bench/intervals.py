@@ -25,8 +25,8 @@ from galaxy_core.data import DataError, read_labels
 from galaxy_core.evaluate import evaluate, training_split
 from galaxy_core.files import write_json
 from galaxy_core.metrics import rmse_report
-from galaxy_core.schema import ANSWER_COLUMNS
-from galaxy_core.uncertainty import LEVEL, Calibration, bounds, fit, summarise
+from galaxy_core.uncertainty import (LEVEL, Calibration, coverage_rows, fit, halves,
+                                     held_cells, learned_targets, summarise)
 from train.common import LazyBar, run_cli, setup_logging
 
 
@@ -36,10 +36,7 @@ def held_out(path, images, labels, table):
     with LazyBar(f"predicting {path}") as progress:
         result = evaluate(run, images, labels, tta=True, workers=1, on_progress=progress,
                           table=val)
-    known = np.full_like(result.targets, np.nan)
-    learned = [ANSWER_COLUMNS.index(c) for c in run.trained_columns]
-    known[:, learned] = result.targets[:, learned]
-    return result.galaxy_ids, result.preds, known
+    return result.galaxy_ids, result.preds, learned_targets(result.targets, run.trained_columns)
 
 
 def scaled(calibration: Calibration, source_preds, target_preds, targets) -> Calibration:
@@ -69,35 +66,27 @@ def main(argv=None) -> int:
     ids_b, target, _ = held_out(args.target, args.images, args.labels, table)
     if list(ids_a) != list(ids_b):
         raise DataError("the two runs hold out different galaxies")
-    order = np.random.default_rng(args.seed).permutation(len(targets))
-    halves = (order[: len(order) // 2], order[len(order) // 2:])
     ways = {"target's own": [], "source's as they are": [], "source's scaled": []}
-    for fit_rows, test_rows in (halves, halves[::-1]):
+    for fit_rows, test_rows in halves(len(targets), args.seed):
         own = fit(target[fit_rows], targets[fit_rows], args.level)
         borrowed = fit(source[fit_rows], targets[fit_rows], args.level)
         for name, calibration in (("target's own", own), ("source's as they are", borrowed),
                                   ("source's scaled", scaled(borrowed, source[fit_rows],
                                                              target[fit_rows],
                                                              targets[fit_rows]))):
-            low, high = bounds(calibration, target[test_rows])
-            t = targets[test_rows]
-            known = ~np.isnan(t) & ~np.isnan(low)
-            ways[name].append((known & (t >= low) & (t <= high), high - low, known))
-    reports = {name: summarise(*(np.concatenate([part[i] for part in parts]) for i in range(3)),
-                               args.level) for name, parts in ways.items()}
+            ways[name].append(held_cells(calibration, target[test_rows], targets[test_rows]))
+    reports = {name: summarise(*(np.concatenate(cells) for cells in zip(*parts)), args.level)
+               for name, parts in ways.items()}
     rmse = {name: rmse_report(preds, targets)["rmse"] for name, preds in
             (("source", source), ("target", target))}
     print(f"{len(targets)} held-out galaxies; RMSE (8 views) source {rmse['source']:.4f}, "
           f"target {rmse['target']:.4f}; nominal {args.level:.0%}; coverage / mean width of "
           f"the target's intervals, fitted on one half and counted on the other:")
-    questions = list(reports["target's own"]["per_question"]) + ["all"]
-    print(f"{'':8s}" + "".join(f"{name:>26s}" for name in reports))
-    for key in questions:
-        cells = []
-        for report in reports.values():
-            row = report["all"] if key == "all" else report["per_question"][key]
-            cells.append(f"{row['coverage']:6.1%} / {row['mean_width']:.3f}")
-        print(f"{key:8s}" + "".join(f"{cell:>26s}" for cell in cells))
+    print(f"{'':20s}" + "".join(f"{name:>26s}" for name in reports))
+    for i, (question, _) in enumerate(coverage_rows(reports["target's own"])):
+        cells = [coverage_rows(report)[i][1] for report in reports.values()]
+        print(f"{question:20s}" + "".join(f"{row['coverage']:6.1%} / {row['mean_width']:.3f}"
+                                           .rjust(26) for row in cells))
     if args.json:
         write_json(args.json, {"rmse": rmse, "level": args.level, "reports": reports,
                                "source": args.source, "target": args.target})

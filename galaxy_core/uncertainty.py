@@ -19,8 +19,9 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from .schema import ANSWER_COLUMNS, QUESTIONS
+from .schema import ANSWER_COLUMNS, ID_COLUMN, QUESTIONS, question_slice
 
 LEVEL = 0.8  # the app's and the CSV's interval: volunteers' fraction inside it 80% of the time
 SCALES = ("binomial", "constant")  # residual / (sqrt(p(1-p)) + floor), or the residual itself
@@ -115,31 +116,35 @@ def bounds(calibration: Calibration, preds: np.ndarray) -> tuple[np.ndarray, np.
     return np.clip(preds - half, 0.0, 1.0), np.clip(preds + half, 0.0, 1.0)
 
 
+def held_cells(calibration: Calibration, preds: np.ndarray, targets: np.ndarray):
+    """(inside, width, known), each (N, 37): whether each known target of a calibrated answer
+    lies in its interval, the interval's width, and which cells count."""
+    low, high = bounds(calibration, preds)
+    known = ~np.isnan(targets) & ~np.isnan(low)
+    return known & (targets >= low) & (targets <= high), high - low, known
+
+
 def coverage(calibration: Calibration, preds: np.ndarray, targets: np.ndarray) -> dict:
     """How often the intervals hold the volunteers' fraction, and how wide they are, overall,
     per question and per answer (over the known targets of calibrated answers)."""
-    low, high = bounds(calibration, preds)
-    known = ~np.isnan(targets) & ~np.isnan(low)
-    return summarise(known & (targets >= low) & (targets <= high), high - low, known,
-                     calibration.level)
+    return summarise(*held_cells(calibration, preds, targets), calibration.level)
 
 
 def cross_fitted_coverage(preds: np.ndarray, targets: np.ndarray, level: float = LEVEL,
                           scale: str = "binomial", floor: float = FLOOR, seed: int = 0) -> dict:
     """Coverage measured honestly on the calibration galaxies themselves: split them in two at
     random, fit on one half and measure on the other, both ways round, and pool the counts."""
-    order = np.random.default_rng(seed).permutation(len(preds))
-    halves = (order[: len(order) // 2], order[len(order) // 2:])
-    inside, width, known = [], [], []
-    for fit_rows, test_rows in (halves, halves[::-1]):
-        low, high = bounds(fit(preds[fit_rows], targets[fit_rows], level, scale, floor),
-                           preds[test_rows])
-        t = targets[test_rows]
-        k = ~np.isnan(t) & ~np.isnan(low)
-        inside.append(k & (t >= low) & (t <= high))
-        width.append(high - low)
-        known.append(k)
-    return summarise(np.concatenate(inside), np.concatenate(width), np.concatenate(known), level)
+    parts = [held_cells(fit(preds[fit_rows], targets[fit_rows], level, scale, floor),
+                        preds[test_rows], targets[test_rows])
+             for fit_rows, test_rows in halves(len(preds), seed)]
+    return summarise(*(np.concatenate(cells) for cells in zip(*parts)), level)
+
+
+def halves(n: int, seed: int = 0):
+    """(fit rows, test rows) twice: a seeded random split of n rows in two, then swapped."""
+    order = np.random.default_rng(seed).permutation(n)
+    first, second = order[: n // 2], order[n // 2:]
+    return (first, second), (second, first)
 
 
 def summarise(inside: np.ndarray, width: np.ndarray, known: np.ndarray, level: float) -> dict:
@@ -150,20 +155,36 @@ def summarise(inside: np.ndarray, width: np.ndarray, known: np.ndarray, level: f
         return {"n": n, "coverage": float(inside[mask].mean()) if n else None,
                 "mean_width": float(width[mask].mean()) if n else None}
 
-    index = {c: j for j, c in enumerate(ANSWER_COLUMNS)}
+    def only(columns: slice) -> np.ndarray:
+        mask = np.zeros_like(known)
+        mask[:, columns] = known[:, columns]
+        return mask
+
     per_question, per_answer = {}, {}
     for question in QUESTIONS:
-        in_question = np.zeros_like(known)
-        for column in question.columns:
-            only = np.zeros_like(known)
-            only[:, index[column]] = known[:, index[column]]
-            in_question |= only
-            if only.any():
-                per_answer[column] = summary(only)
-        if in_question.any():
-            per_question[f"Q{question.number}"] = summary(in_question)
+        columns = question_slice(question)
+        for column, j in zip(question.columns, range(columns.start, columns.stop)):
+            if known[:, j].any():
+                per_answer[column] = summary(only(slice(j, j + 1)))
+        if known[:, columns].any():
+            per_question[f"Q{question.number}"] = summary(only(columns))
     return {"level": level, "all": summary(known), "per_question": per_question,
             "per_answer": per_answer}
+
+
+def coverage_rows(report: dict) -> list[tuple[str, dict]]:
+    """("Q1 shape", summary) for each question the report counted, then ("all", summary)."""
+    rows = [(f"Q{q.number} {q.topic}", report.get("per_question", {}).get(f"Q{q.number}"))
+            for q in QUESTIONS] + [("all", report.get("all"))]
+    return [(name, row) for name, row in rows if row and row.get("n")]
+
+
+def learned_targets(targets: np.ndarray, trained_columns) -> np.ndarray:
+    """``targets`` with the answers a model never learned blanked (NaN): never calibrated."""
+    learned = [ANSWER_COLUMNS.index(c) for c in trained_columns]
+    kept = np.full_like(targets, np.nan)
+    kept[:, learned] = targets[:, learned]
+    return kept
 
 
 def interval_columns(calibration: Calibration) -> list[str]:
@@ -173,10 +194,9 @@ def interval_columns(calibration: Calibration) -> list[str]:
 
 def interval_table(calibration: Calibration, galaxy_ids, preds: np.ndarray):
     """GalaxyID then each calibrated answer's low and high bound, one row per galaxy."""
-    import pandas as pd
     low, high = bounds(calibration, preds)
     index = [ANSWER_COLUMNS.index(c) for c in calibration.columns]
     table = pd.DataFrame(np.stack([low[:, index], high[:, index]], axis=2).reshape(
         len(preds), 2 * len(index)), columns=interval_columns(calibration))
-    table.insert(0, "GalaxyID", list(galaxy_ids))
+    table.insert(0, ID_COLUMN, list(galaxy_ids))
     return table

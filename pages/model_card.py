@@ -10,6 +10,7 @@ from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.card import card_blocks
 from galaxy_core.schema import QUESTIONS
 from galaxy_core.faithfulness import report_markdown
+from galaxy_core.uncertainty import coverage_rows
 from pages.common import active_model, faithfulness_report
 
 st.title("📄 Model card")
@@ -113,9 +114,7 @@ else:
                 f"not used to set it:")
     rows = [{"question": name, "coverage": 100 * row["coverage"], "mean width":
              row["mean_width"], "answers × galaxies": row["n"]}
-            for name, row in [(f"Q{q.number} {q.topic}", measured.get("per_question", {}).get(
-                f"Q{q.number}")) for q in QUESTIONS] + [("all", measured.get("all"))]
-            if row and row.get("n")]
+            for name, row in coverage_rows(measured)]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
             "coverage": st.column_config.NumberColumn(format="%.1f%%"),

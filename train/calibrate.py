@@ -32,8 +32,9 @@ from galaxy_core.data import DataError, check_images_exist, read_labels
 from galaxy_core.device import select_device
 from galaxy_core.evaluate import evaluate, training_split
 from galaxy_core.files import replacing, write_json
-from galaxy_core.schema import ANSWER_COLUMNS, answer_name
-from galaxy_core.uncertainty import (LEVEL, SCALES, Calibration, cross_fitted_coverage, fit)
+from galaxy_core.schema import answer_name
+from galaxy_core.uncertainty import (LEVEL, SCALES, Calibration, coverage_rows,
+                                     cross_fitted_coverage, fit, learned_targets)
 from train.common import LazyBar, check_output_file, read_json, run_cli, setup_logging
 
 log = logging.getLogger("calibrate")
@@ -63,9 +64,7 @@ def matched_quantiles(calibration: Calibration, own_rmse: dict, heldout: dict,
 
 def coverage_table(report: dict) -> str:
     lines = [f"{'':24s} {'coverage':>9s} {'mean width':>11s} {'n':>6s}"]
-    rows = [("all calibrated answers", report["all"])] + [
-        (key, value) for key, value in report["per_question"].items()]
-    for name, row in rows:
+    for name, row in coverage_rows(report):
         lines.append(f"{name:24s} {row['coverage']:9.1%} {row['mean_width']:11.3f} "
                      f"{row['n']:6d}")
     return "\n".join(lines)
@@ -120,11 +119,8 @@ def main(argv=None) -> int:
             result = evaluate(run, args.images, args.labels, tta=True,
                               batch_size=args.batch_size, workers=args.workers,
                               on_progress=progress, table=val)
-        learned = [ANSWER_COLUMNS.index(c) for c in run.trained_columns]
-        known = np.full_like(result.targets, np.nan)
-        known[:, learned] = result.targets[:, learned]  # never calibrate an unlearned answer
         preds.append(result.preds)
-        targets.append(known)
+        targets.append(learned_targets(result.targets, run.trained_columns))
         names.append(f"{os.path.basename(os.path.dirname(run.path))} (epoch "
                      f"{run.meta.get('epoch')})")
     preds, targets = np.concatenate(preds), np.concatenate(targets)

@@ -22,6 +22,7 @@ from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_s
                                   shown_by_default)
 from galaxy_core.files import write_text
 from galaxy_core.schema import QUESTIONS, answer_name
+from galaxy_core.uncertainty import coverage_rows
 from train.common import read_json, read_text, run_cli, setup_logging
 
 log = logging.getLogger("model_card")
@@ -225,12 +226,9 @@ def _intervals_section(calibration) -> list:
              "volunteers' fraction, fitted on one half of them and counted on the other (both "
              "ways round):", "",
              "| question | coverage | mean width | answers x galaxies |", "|---|---|---|---|"]
-    rows = [(f"Q{q.number} {q.topic}", measured.get("per_question", {}).get(f"Q{q.number}"))
-            for q in QUESTIONS] + [("all learned answers", measured.get("all"))]
-    for name, row in rows:
-        if row and row.get("n"):
-            lines.append(f"| {name} | {row['coverage']:.1%} | {row['mean_width']:.3f} | "
-                         f"{row['n']} |")
+    for name, row in coverage_rows(measured):
+        lines.append(f"| {'all learned answers' if name == 'all' else name} | "
+                     f"{row['coverage']:.1%} | {row['mean_width']:.3f} | {row['n']} |")
     lines += ["", "The intervals promise nothing for an image unlike the training cut-outs "
               "(the app flags those), and they cover vote fractions, which carry their own "
               "counting noise (about 40 votes per galaxy).", ""]

@@ -107,13 +107,13 @@ if calibration is None:
                 "answers without them (`python -m train.calibrate` adds them from a run's "
                 "held-out galaxies).")
 else:
-    st.markdown(f"Every learned answer comes with a {calibration.level:.0%} interval (the black "
-                f"line across its bar on the Classify page): the share of volunteers giving "
-                f"that answer should fall inside it for {calibration.level:.0%} of galaxies. "
-                f"Calibrated on {calibration.source}. How often it held, counted on galaxies "
-                f"not used to set it:")
+    st.markdown(f"Every learned answer comes with an interval (the black line across its bar "
+                f"on the Classify page) meant to hold the share of volunteers giving that answer "
+                f"for {calibration.level:.0%} of galaxies. Calibrated on {calibration.source}. "
+                f"How often the intervals of the model that held those galaxies out contained "
+                f"the volunteers' share, set on one half of them and counted on the other:")
     rows = [{"question": name, "coverage": 100 * row["coverage"], "mean width":
-             row["mean_width"], "answers × galaxies": row["n"]}
+             row["mean_width"], "n": row["n"]}
             for name, row in coverage_rows(measured)]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={

@@ -123,28 +123,6 @@ overlay_col.image(blended, caption="overlay", width="stretch")
 legend_col, score_col = st.columns(2)
 with legend_col:
     legend(answer)
-with score_col:
-    if explained.probability(answer) < MIN_PROBABILITY:
-        st.info(f"No faithfulness scores: the predicted probability of this answer "
-                f"({explained.probability(answer):.3f}) is below {MIN_PROBABILITY}, too small "
-                f"for removing pixels to show anything. Pick an answer the model gives more "
-                f"weight to.")
-    else:
-        scores = map_scores(loaded, source, explained, answer, method, layer)
-        centre = map_scores(loaded, source, explained, answer, None, None)  # once per answer
-        deletion_col, insertion_col = st.columns(2)
-        deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
-                            delta=f"{scores['deletion'] - centre['deletion']:+.2f} vs centre",
-                            delta_color="inverse")
-        insertion_col.metric("Insertion AUC (higher is better)", f"{scores['insertion']:.2f}",
-                             delta=f"{scores['insertion'] - centre['insertion']:+.2f} vs centre")
-    st.caption("Can this map be trusted? Deletion: the pixels it marks red are replaced by sky, "
-               "most important first; if they matter, the probability falls fast (area under "
-               "the curve, relative to the unperturbed probability). Insertion: they are put "
-               "back into a blurred image; if they matter, it comes back fast. *vs centre*: the "
-               "same for a plain blob on the middle of the image, which any useful map must "
-               "beat." + measured)
-
 verdict = walk_tree(preds, loaded.trained_columns)
 st.subheader("Why this verdict?")
 st.markdown(f"**Verdict:** {verdict.text}. One map per question the verdict walked, each for "
@@ -168,3 +146,27 @@ Image.fromarray(np.asarray(blended)).save(buffer, format="PNG")
 st.download_button("Download overlay (PNG)", buffer.getvalue(),
                    file_name=f"gradcam_{os.path.splitext(title)[0]}_{answer}.png",
                    mime="image/png")
+
+# last, though shown beside the legend: the two scores need 34 more forward passes (about
+# 0.5 s on 2 cores for a new answer), and the maps above should not wait for them
+with score_col:
+    if explained.probability(answer) < MIN_PROBABILITY:
+        st.info(f"No faithfulness scores: the predicted probability of this answer "
+                f"({explained.probability(answer):.3f}) is below {MIN_PROBABILITY}, too small "
+                f"for removing pixels to show anything. Pick an answer the model gives more "
+                f"weight to.")
+    else:
+        scores = map_scores(loaded, source, explained, answer, method, layer)
+        centre = map_scores(loaded, source, explained, answer, None, None)  # once per answer
+        deletion_col, insertion_col = st.columns(2)
+        deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
+                            delta=f"{scores['deletion'] - centre['deletion']:+.2f} vs centre",
+                            delta_color="inverse")
+        insertion_col.metric("Insertion AUC (higher is better)", f"{scores['insertion']:.2f}",
+                             delta=f"{scores['insertion'] - centre['insertion']:+.2f} vs centre")
+    st.caption("Can this map be trusted? Deletion: the pixels it marks red are replaced by sky, "
+               "most important first; if they matter, the probability falls fast (area under "
+               "the curve, relative to the unperturbed probability). Insertion: they are put "
+               "back into a blurred image; if they matter, it comes back fast. *vs centre*: the "
+               "same for a plain blob on the middle of the image, which any useful map must "
+               "beat." + measured)

@@ -39,3 +39,16 @@ def test_readme_starts_with_the_two_commands_and_stays_short():
     assert [line.split()[:2] for line in block] == [["make", "run"], ["make", "test"]]
     for link in re.findall(r"\]\((docs/[^)]+)\)", readme):
         assert os.path.isfile(os.path.join(ROOT, link)), f"README links to a missing {link}"
+
+
+def test_the_served_app_neither_watches_its_files_nor_collects_after_every_run():
+    """.streamlit/config.toml: no developer toolbar or usage statistics for visitors; no file
+    watcher (it walked the checkout, .venv included, for every new visitor) and no full garbage
+    collection after each run (both measured in bench.gradcam_browser's first render)."""
+    import tomllib
+    with open(os.path.join(ROOT, ".streamlit", "config.toml"), "rb") as f:
+        config = tomllib.load(f)
+    assert config["client"]["toolbarMode"] == "viewer"
+    assert config["browser"]["gatherUsageStats"] is False
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["postScriptGC"] is False

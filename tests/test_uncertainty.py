@@ -129,8 +129,8 @@ def test_calibrate_stores_intervals_in_another_model_and_leaves_its_weights(
     assert "binomial scale, nominal 80%" in out and "constant scale" in out
     loaded = load_checkpoint(checkpoint_file)
     assert loaded.calibration.level == 0.8
-    assert loaded.calibration.columns == tuple(c for c in ANSWER_COLUMNS
-                                               if c in load_checkpoint(run).trained_columns)
+    learned = load_checkpoint(run).trained_columns
+    assert loaded.calibration.columns == tuple(c for c in ANSWER_COLUMNS if c in learned)
     assert "12 galaxies held out by" in loaded.calibration.source
     assert loaded.calibration.coverage["all"]["n"] == 12 * len(loaded.calibration.columns)
     after = read_checkpoint(checkpoint_file)["state_dict"]

@@ -16,7 +16,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 HEADS = ("plain", "tree")
-AUGMENTS = ("none", "seed", "full")
+AUGMENTS = ("none", "seed", "full", "reframe")
 SCHEDULES = ("constant", "onecycle", "cosine")
 OPTIMIZERS = ("adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -94,7 +94,8 @@ class TrainConfig:
     image_size: int = _f(224, "model input size in pixels")
     crop_fraction: float = _f(1.0, "centre crop before resizing (fraction of the frame)")
     augment: str = _f("seed", "'seed' = hflip + rotations up to 20 deg; 'full' = any rotation, "
-                      "both flips, mild zoom; 'none'", choices=AUGMENTS)
+                      "both flips, mild zoom; 'reframe' = 'full' with half the images re-framed "
+                      "(zoom 0.5-2x, shifts, sky beyond the frame); 'none'", choices=AUGMENTS)
     head: str = _f("plain", "output head", choices=HEADS)
     dropout: float = _f(0.5, "dropout in the head")
     pretrained: bool = _f(False, "start from ImageNet weights in the torch cache")

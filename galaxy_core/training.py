@@ -148,8 +148,8 @@ def _load_data(config: TrainConfig, table, preprocess, emit, started, ctx: DistC
                 elapsed_s=time.perf_counter() - started)))
 
     def decode_all():
-        return (decode(train_table, augment.context_size(preprocess),
-                       augment.context_fraction(preprocess), "training"),
+        return (decode(train_table, augment.context_size(preprocess, config.augment),
+                       augment.context_fraction(preprocess, config.augment), "training"),
                 decode(val_table, preprocess.image_size, preprocess.crop_fraction, "validation"))
 
     # with a shared on-disk cache, rank 0 decodes once and the others then read its cache

@@ -133,6 +133,19 @@ MUTANTS = (
            "outputs = ([(result, args.json), (result.one_view, args.tta_json)] if both",
            "evaluate --tta-json writes the 8-view scores as the one-view ones",
            ("tests/test_cli.py",)),
+    Mutant("served-app-watches-its-files", ".streamlit/config.toml",
+           'fileWatcherType = "none"', 'fileWatcherType = "auto"',
+           "the served app walks its folder (.venv included) for every new visitor again",
+           ("tests/test_layout.py",)),
+    Mutant("reframed-views-have-black-corners", "galaxy_core/augment.py",
+           "return views + (1 - inside) * _sky_fill(batch, size, generator)", "return views",
+           "'reframe' training views show black where they leave the frame, not sky",
+           ("tests/test_augment.py",)),
+    Mutant("reframe-never-reframes", "galaxy_core/augment.py",
+           "chosen = torch.rand(b, generator=generator) < REFRAME_SHARE",
+           "chosen = torch.zeros(b, dtype=torch.bool)",
+           "'reframe' trains on Kaggle framing only (no zoomed or shifted views)",
+           ("tests/test_augment.py",)),
 )
 
 

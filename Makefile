@@ -46,7 +46,7 @@ run: $(STAMP)
 # one test worker more than the cores (pytest-xdist; at most four): the suite is mostly tools
 # starting, servers waiting and checkpoints being written, so on 2 cores three workers keep both
 # busy (303 s of pytest against 337 s with two; tests/conftest.py makes idle threads sleep)
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
+TEST_WORKERS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity(0)) + 1))")
 test: $(STAMP) browser
 	$(PY) -m pytest -q -ra -n $(TEST_WORKERS)
 

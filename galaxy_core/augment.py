@@ -63,7 +63,8 @@ def _sky_fill(batch: torch.Tensor, side: int, generator: torch.Generator | None)
     median = border.median(dim=2).values
     spread = 1.4826 * (border - median[..., None]).abs().median(dim=2).values
     noise = torch.randn((b, c, side, side), generator=generator).to(batch.device, batch.dtype)
-    return median[..., None, None] + spread.clamp(min=0.5 / 255)[..., None, None] * noise
+    return (median[..., None, None] + spread.clamp(min=0.5 / 255)[..., None, None] * noise
+            ).clamp_(0.0, 1.0)
 
 
 def augment_batch(batch: torch.Tensor, preprocess: Preprocess, mode: str,
@@ -93,6 +94,8 @@ def augment_batch(batch: torch.Tensor, preprocess: Preprocess, mode: str,
             chosen = torch.rand(b, generator=generator) < REFRAME_SHARE
             wide = torch.exp((torch.rand(b, generator=generator) * 2 - 1)
                              * math.log(REFRAME_MAX_ZOOM))
+            # in units of the Kaggle frame, so a 2x zoom with the largest shift puts the
+            # galaxy near the edge of the view (a tight crop off centre)
             moved = (torch.rand(b, 2, generator=generator) * 2 - 1) * REFRAME_MAX_SHIFT * 2
             zoom = torch.where(chosen, wide, zoom)
             shift = torch.where(chosen[:, None], moved, shift)

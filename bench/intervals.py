@@ -17,6 +17,7 @@ counts are pooled. Printed per question, with the mean width.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 
@@ -43,10 +44,8 @@ def scaled(calibration: Calibration, source_preds, target_preds, targets) -> Cal
     """The source's quantiles times target RMSE / source RMSE, answer by answer."""
     ours = rmse_report(source_preds, targets)["per_answer"]
     theirs = rmse_report(target_preds, targets)["per_answer"]
-    return Calibration(level=calibration.level, scale=calibration.scale,
-                       floor=calibration.floor,
-                       quantiles={c: q * theirs[c] / ours[c]
-                                  for c, q in calibration.quantiles.items()})
+    return dataclasses.replace(calibration, quantiles={
+        c: q * theirs[c] / ours[c] for c, q in calibration.quantiles.items()})
 
 
 def main(argv=None) -> int:

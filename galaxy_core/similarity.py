@@ -443,12 +443,12 @@ def search(index: SimilarityIndex, queries: np.ndarray, k: int, block: int = 256
     (Q, min(k, N)), nearest first (ties by position in the index). ``method`` "auto" is exact
     up to ``EXACT_LIMIT`` galaxies and approximate past it (exact, with one warning, where faiss
     is missing); "exact" and "approximate" force one."""
-    ivf = _chosen_approximate(index, method)
     if k < 1:
         raise SimilarityError(f"k must be >= 1, got {k}")
     queries = unit_rows(np.atleast_2d(queries))
     if queries.shape[1] != DIM:
         raise ValueError(f"queries must have {DIM} columns, got {queries.shape[1]}")
+    ivf = _chosen_approximate(index, method)  # after the checks: its first build takes a minute
     k = min(k, len(index))
     positions = np.zeros((len(queries), k), np.int64)
     distances = np.zeros((len(queries), k), np.float32)

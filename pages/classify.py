@@ -37,6 +37,7 @@ def fits_caption(info: dict) -> str:
                      f"cut-outs the model learned from. {where}"] +
                     [f"Note: {note}." for note in info.get("notes", [])])
 
+
 def interval_caption(calibration, tta: bool) -> str:
     """What the black line across each bar means, and how far to trust it."""
     measured = (calibration.coverage or {}).get("all") or {}

@@ -101,7 +101,6 @@ if shipped and all(os.path.isfile(path) for path, _ in plots):
 
 st.subheader("How sure is each answer?")
 calibration = loaded.calibration
-measured = (calibration.coverage or {}) if calibration is not None else {}
 if calibration is None:
     st.markdown("This model carries no calibrated intervals, so the Classify page shows its "
                 "answers without them (`python -m train.calibrate` adds them from a run's "
@@ -114,7 +113,7 @@ else:
                 f"the volunteers' share, set on one half of them and counted on the other:")
     rows = [{"question": name, "coverage": 100 * row["coverage"], "mean width":
              row["mean_width"], "n": row["n"]}
-            for name, row in coverage_rows(measured)]
+            for name, row in coverage_rows(calibration.coverage or {})]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
             "coverage": st.column_config.NumberColumn(format="%.1f%%"),

@@ -21,6 +21,7 @@ run's), for a calibration run shorter than the recipe.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 
@@ -127,11 +128,11 @@ def main(argv=None) -> int:
     if len(preds) < MIN_GALAXIES:
         raise DataError(f"the runs held out {len(preds)} galaxies; calibration needs at least "
                         f"{MIN_GALAXIES} (and is only as good as their number: use hundreds)")
-    for scale in SCALES:  # printed side by side: the stored one should be the narrower
-        report = cross_fitted_coverage(preds, targets, args.level, scale)
+    reports = {scale: cross_fitted_coverage(preds, targets, args.level, scale)
+               for scale in SCALES}
+    for scale, report in reports.items():  # side by side: the stored one should be narrower
         print(f"\n{scale} scale, nominal {args.level:.0%}, fitted on one half of {len(preds)} "
               f"held-out galaxies, measured on the other:\n{coverage_table(report)}")
-    measured = cross_fitted_coverage(preds, targets, args.level, args.scale)
     source = (f"{len(preds)} galaxies held out by {', '.join(names)}, {TTA_VIEWS} views "
               f"averaged")
     calibration = fit(preds, targets, args.level, args.scale, source=source)
@@ -142,9 +143,8 @@ def main(argv=None) -> int:
         source += (f", scaled per answer to the held-out RMSE of "
                    f"{os.path.basename(args.match_heldout)} (mean factor "
                    f"{np.mean(list(ratios.values())):.3f})")
-        calibration = Calibration(level=calibration.level, quantiles=quantiles,
-                                  scale=calibration.scale, floor=calibration.floor, source=source)
-    calibration = Calibration(**{**calibration.to_dict(), "coverage": measured})
+        calibration = dataclasses.replace(calibration, quantiles=quantiles, source=source)
+    calibration = dataclasses.replace(calibration, coverage=reports[args.scale])
     raw = read_checkpoint(into)
     raw["intervals"] = calibration.to_dict()
     with replacing(into, ".pt") as tmp:  # the old file stays if the new one does not load

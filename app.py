@@ -4,9 +4,9 @@ import logging
 
 import streamlit as st
 
-from pages.common import model_sidebar
+from pages.common import LOG_FORMAT, model_sidebar
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # serve.py did the same already
 
 st.set_page_config(page_title="Galaxy Zoo morphology", page_icon="🌌", layout="wide")
 

@@ -2,10 +2,11 @@
 shipped model: first render, an opacity step, a new answer, method and layer, the five-method
 comparison. Prints seconds per action (median of ``--repeats``) and saves screenshots.
 
-Two times per action: *shown*, until what the action changes is on the screen (the new overlay
-picture, the line naming the new answer, method or layer, the five pictures of the comparison);
-and *idle*, until the app has also finished the rest of the page (the faithfulness numbers, the
-verdict row) and Streamlit's "running" indicator is gone. The indicator lingers 0.2-0.4 s after
+Up to three times per action: *shown*, until what the action changes is on the screen (the new
+overlay picture, the line naming the new answer, method or layer, the five pictures of the
+comparison); *scored*, for a new map, until its faithfulness numbers have changed too; and
+*idle*, until the app has also finished the rest of the page and Streamlit's "running"
+indicator is gone. The indicator lingers 0.2-0.4 s after
 the server's last message (measured with the websocket frames), so *idle* overstates the wait.
 
     python -m bench.gradcam_browser [--url http://127.0.0.1:PORT] [--shots DIR] [--repeats 3]
@@ -28,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 
+from galaxy_core import paths
 from galaxy_core.schema import answer_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,6 +37,7 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/
 IMAGES = '[data-testid="stImage"] img'
 OVERLAY = f"{IMAGES} >> nth=2"  # the main row's third picture
 RUNNING = '[data-testid="stStatusWidget"]'
+WARMED = "default image computed in advance"  # pages.common.keep_warm's log line
 
 
 # learned answers of the shipped model, tried in turn: for the default sample (100204) each has
@@ -44,6 +47,12 @@ RUNNING = '[data-testid="stStatusWidget"]'
 FRESH_ANSWERS = ("Class1.1", "Class2.1", "Class7.2", "Class7.3", "Class6.1")
 
 
+def unseen_samples() -> list[str]:
+    """Shipped samples other than the page's default (the first), in GalaxyID order."""
+    stems = sorted(os.path.splitext(name)[0] for name in os.listdir(paths.SAMPLE_IMAGES))
+    return sorted(stems, key=int)[1:]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,22 +60,30 @@ def free_port() -> int:
 
 
 def start_server(runs_dir: str):
+    """The app as ``make run`` serves it; returns once it answers and, unless GALAXY_WARM_UP=0,
+    once its warm-up has computed the Grad-CAM page's default image (its log says so)."""
     port = free_port()
     env = {**os.environ, "GALAXY_RUNS_DIR": runs_dir}
-    process = subprocess.Popen(
-        [sys.executable, "serve.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = os.path.join(runs_dir, "server.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py", "--server.port", str(port), "--server.address",
+             "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    warming = os.environ.get("GALAXY_WARM_UP", "1") != "0"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                return process, url
+                with open(log_path, encoding="utf-8", errors="replace") as log:
+                    if not warming or WARMED in log.read():
+                        return process, url
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     process.terminate()
-    raise RuntimeError("the app did not start within 120 s")
+    raise RuntimeError("the app did not start (and warm up) within 120 s")
 
 
 def overlay_src(page) -> str:
@@ -84,34 +101,54 @@ def settle(page, timeout_s: float = 120) -> None:
     raise RuntimeError("the app kept running")
 
 
-def timed_change(page, action, done, prepare=None) -> tuple[float, float]:
+def timed_change(page, action, done, prepare=None, scored=None) -> tuple[float, ...]:
     """Seconds from ``action()`` (after ``prepare()``, untimed, which may return the action)
-    until ``done()`` holds (shown), and until the app has also stopped running (idle)."""
+    until ``done()`` holds (shown), until the app has also stopped running (idle), and, for
+    steps that change the map, until the faithfulness numbers shown have changed too (scored;
+    nan where not asked or where they did not change within 10 s)."""
     if prepare is not None:
         action = prepare() or action
+    scores_before = score_text(page) if scored else None
     start = time.perf_counter()
     action()
     deadline = start + 120
     while not done():
         if time.perf_counter() > deadline:
             print("  (a step did not finish within 120 s)", flush=True)
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), float("nan")
         time.sleep(0.005)
     shown = time.perf_counter() - start
+    scored_s = float("nan")
+    while scored and time.perf_counter() < start + 10:
+        if score_text(page) not in ("", scores_before):
+            scored_s = time.perf_counter() - start
+            break
+        time.sleep(0.005)
     settle(page)
     idle = time.perf_counter() - start
-    print(f"  shown {shown:.2f} s, idle {idle:.2f} s", flush=True)
-    return shown, idle
+    print(f"  shown {shown:.2f} s, scored {scored_s:.2f} s, idle {idle:.2f} s", flush=True)
+    return shown, idle, scored_s
 
 
-def timed_load(page, url: str, ready_selector: str) -> tuple[float, float]:
-    """Seconds from opening ``url`` until ``ready_selector`` is visible, and until idle."""
+def score_text(page) -> str:
+    """The faithfulness numbers on the page (values and their 'vs centre' deltas)."""
+    return " ".join(page.locator('[data-testid="stMetric"]').all_inner_texts())
+
+
+def timed_load(page, url: str, ready_selector: str,
+               scored_selector: str | None = None) -> tuple[float, ...]:
+    """Seconds from opening ``url`` until ``ready_selector`` is visible, until idle, and until
+    ``scored_selector`` is visible (nan if not asked)."""
     start = time.perf_counter()
     page.goto(url, timeout=120_000)
     page.locator(ready_selector).first.wait_for(timeout=180_000)
     shown = time.perf_counter() - start
+    scored = float("nan")
+    if scored_selector:
+        page.locator(scored_selector).first.wait_for(timeout=180_000)
+        scored = time.perf_counter() - start
     settle(page)
-    return shown, time.perf_counter() - start
+    return shown, time.perf_counter() - start, scored
 
 
 def changes_overlay(page):
@@ -167,14 +204,13 @@ def main(argv=None) -> int:
                 times.setdefault("reference: home page's navigation", []).append(
                     timed_load(page, f"{url}/home", '[data-testid="stSidebarNav"]'))
                 page.close()
-            page = context.new_page()
-            times["first render, galaxy not yet seen"] = [
-                timed_load(page, f"{url}/gradcam", OVERLAY)]
-            page.close()
+            first_render = ("first render (default galaxy, computed at server start)"
+                            if os.environ.get("GALAXY_WARM_UP", "1") != "0" else
+                            "first render (default galaxy; the first of these computes it)")
             for _ in range(args.repeats):
                 page = context.new_page()
-                times.setdefault("first render, galaxy seen before", []).append(
-                    timed_load(page, f"{url}/gradcam", OVERLAY))
+                times.setdefault(first_render, []).append(
+                    timed_load(page, f"{url}/gradcam", OVERLAY, '[data-testid="stMetric"]'))
                 slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
                 for key in ("ArrowRight", "ArrowLeft"):
                     times.setdefault("opacity step", []).append(timed_change(
@@ -188,7 +224,7 @@ def main(argv=None) -> int:
                     changed = changes_overlay(page)
                     times.setdefault("new answer", []).append(timed_change(
                         page, None, lambda: shows_answer(page, column) and changed(),
-                        prepare=lambda: open_list(page, "Answer", column)))
+                        prepare=lambda: open_list(page, "Answer", column), scored=True))
                 for name in [x for x in ("HiResCAM", "Grad-CAM", "LayerCAM")
                              if page.get_by_text(f"{x} of").count() == 0][:2]:
                     changed = changes_overlay(page)
@@ -196,14 +232,14 @@ def main(argv=None) -> int:
                         page, lambda: page.locator('[data-testid="stRadio"]').first.get_by_text(
                             name, exact=True).click(),
                         lambda: page.get_by_text(f"{name} of", exact=False).count() > 0
-                        and changed()))
+                        and changed(), scored=True))
                 for layer in [x for x in ("layer2", "layer3", "layer1")
                               if page.get_by_text(f"layer {x}").count() == 0][:2]:
                     changed = changes_overlay(page)
                     times.setdefault("layer", []).append(timed_change(
                         page, None,
                         lambda: page.get_by_text(f"layer {layer}").count() > 0 and changed(),
-                        prepare=lambda: open_list(page, "Layer", layer)))
+                        prepare=lambda: open_list(page, "Layer", layer), scored=True))
                 shown = page.locator(IMAGES).count()
                 times.setdefault("five-method comparison", []).append(timed_change(
                     page, lambda: page.get_by_text("Compare the five methods").click(),
@@ -220,6 +256,17 @@ def main(argv=None) -> int:
                     page.screenshot(path=os.path.join(args.shots, "gradcam_400.png"),
                                     full_page=True)
                 page.close()
+            # a galaxy no one has asked for: another shipped sample, picked on a fresh page
+            for sample in unseen_samples()[:args.repeats]:
+                page = context.new_page()
+                page.goto(f"{url}/gradcam", timeout=120_000)
+                page.locator(OVERLAY).first.wait_for(timeout=180_000)
+                settle(page)
+                changed = changes_overlay(page)
+                times.setdefault("another galaxy, not seen before", []).append(timed_change(
+                    page, None, changed, prepare=lambda: open_list(page, "shipped sample", sample),
+                    scored=True))
+                page.close()
             browser.close()
     finally:
         if process is not None:
@@ -227,12 +274,14 @@ def main(argv=None) -> int:
             process.wait(20)
         shutil.rmtree(runs, ignore_errors=True)
     print(f"load average: {os.getloadavg()}")
-    print(f"{'action':36s} {'shown s':>8s} {'idle s':>7s}  all (shown/idle)")
+    print(f"{'action':56s} {'shown s':>8s} {'scored s':>9s} {'idle s':>7s}  all (shown/idle)")
     for name, values in times.items():
-        shown = [v[0] for v in values if v[0] == v[0]] or [float("nan")]  # nan: not finished
-        idle = [v[1] for v in values if v[1] == v[1]] or [float("nan")]
-        print(f"{name:36s} {statistics.median(shown):8.2f} {statistics.median(idle):7.2f}  "
-              + " ".join(f"{a:.2f}/{b:.2f}" for a, b in values))
+        def median(column: int) -> float:  # of the steps that got there (nan: none did)
+            got = [v[column] for v in values if len(v) > column and v[column] == v[column]]
+            return statistics.median(got) if got else float("nan")
+
+        print(f"{name:56s} {median(0):8.2f} {median(2):9.2f} {median(1):7.2f}  "
+              + " ".join(f"{v[0]:.2f}/{v[1]:.2f}" for v in values))
     return 0
 
 

@@ -32,6 +32,7 @@ the hooks and two sessions never run backward passes at once.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,6 +188,9 @@ class ExplainedImage:
         self._gradients: dict[tuple[str, str], torch.Tensor] = {}
         self._maps: dict[tuple[str, str, str], np.ndarray] = {}
         self.backward_passes = 0  # how many answers needed a backward pass (for tests, bench)
+        # what other modules compute once per image and keep with it (faithfulness's shared
+        # forward passes), by a key they choose
+        self.kept: dict = {}
 
     def default_answer(self) -> str:
         return default_answer(self.preds, self.loaded.trained_columns)
@@ -305,6 +309,13 @@ def what_red_means(answer_column: str) -> str:
 def heatmap_image(heatmap: np.ndarray, size: int, colormap: str = COLORMAP) -> np.ndarray:
     """The heatmap alone as an RGB uint8 (size, size, 3) picture."""
     return _colorize(heatmap, size, size, colormap).astype(np.uint8)
+
+
+def png_bytes(image_rgb: np.ndarray) -> bytes:
+    """An RGB uint8 (h, w, 3) picture as PNG file bytes (the page's overlay download)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image_rgb, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, opacity: float = 0.45,

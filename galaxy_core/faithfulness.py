@@ -120,8 +120,8 @@ def _masks(ranks: torch.Tensor, side: int, counts: torch.Tensor) -> torch.Tensor
     return (ranks[None, :] < counts[:, None]).view(len(counts), 1, side, side)
 
 
-def _probabilities(loaded: LoadedModel, images: torch.Tensor, index: int) -> np.ndarray:
-    """float (N,3,S,S) in [0,1] -> the answer's predicted probability of each, one view."""
+def _outputs(loaded: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    """float (N,3,S,S) in [0,1] -> (N,37) predicted probabilities of every answer, one view."""
     out = []
     with loaded.lock, torch.inference_mode():
         net = loaded.fast_net
@@ -129,8 +129,37 @@ def _probabilities(loaded: LoadedModel, images: torch.Tensor, index: int) -> np.
             batch = normalize_float(images[start:start + BATCH].to(loaded.device),
                                     loaded.preprocess)
             batch = batch.contiguous(memory_format=torch.channels_last)
-            out.append(net(batch)[:, index].float().clamp(0, 1).cpu())
-    return torch.cat(out).numpy()
+            out.append(net(batch).float().clamp(0, 1).cpu())
+    return torch.cat(out)
+
+
+def _inner_counts(side: int, steps: int) -> tuple[np.ndarray, torch.Tensor]:
+    """The shares 0, 1/steps, ..., 1 and the pixel counts of the inner ones."""
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    return fractions, torch.from_numpy(np.round(fractions[1:-1] * side * side).astype(np.int64))
+
+
+def _perturbed(image: torch.Tensor, sky: torch.Tensor, blurred: torch.Tensor,
+               saliency: np.ndarray, inner: torch.Tensor, seed: int) -> torch.Tensor:
+    """The inner steps of one map's deletion curve, then of its insertion curve: (2K,3,S,S)."""
+    side = image.shape[-1]
+    if np.shape(saliency) != (side, side):
+        raise ValueError(f"the map has shape {np.shape(saliency)}, expected ({side}, {side}) "
+                         f"like the image")
+    masks = _masks(pixel_ranks(saliency, seed), side, inner)  # (K,1,S,S)
+    return torch.cat([torch.where(masks, sky, image),  # deletion
+                      torch.where(masks, image, blurred)])  # insertion
+
+
+def _assemble(fractions: np.ndarray, ends: np.ndarray, inner: np.ndarray) -> Curves:
+    """ends: the probability of the image, all sky, all blur; inner: of ``_perturbed``'s
+    images, in its order."""
+    original, all_sky, all_blur = ends
+    k = len(inner) // 2
+    return Curves(fractions, np.concatenate([[original], inner[:k], [all_sky]]),
+                  np.concatenate([[all_blur], inner[k:], [original]]))
 
 
 def curves(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str,
@@ -139,32 +168,46 @@ def curves(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str,
     uint8 (3,S,S), and one answer; all perturbed images go through the model in batches."""
     if answer_column not in COLUMN_INDEX:
         raise ValueError(f"unknown answer {answer_column!r}; use a Kaggle column such as Class1.1")
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2, got {steps}")
     image = image_uint8.float().div(255.0)  # (3,S,S)
-    side = image.shape[-1]
-    for name, saliency in maps.items():
-        if np.shape(saliency) != (side, side):
-            raise ValueError(f"map {name!r} has shape {np.shape(saliency)}, expected "
-                             f"({side}, {side}) like the image")
+    fractions, inner = _inner_counts(image.shape[-1], steps)
     sky, blurred = sky_canvas(image), blurred_canvas(image)
-    fractions = np.linspace(0.0, 1.0, steps + 1)
-    inner = torch.from_numpy(np.round(fractions[1:-1] * side * side).astype(np.int64))
     # shared ends: the image itself, all sky (deletion's end), all blur (insertion's start)
     batches = [image[None], sky[None], blurred[None]]
-    for saliency in maps.values():
-        masks = _masks(pixel_ranks(saliency, seed), side, inner)  # (K-1,1,S,S)
-        batches.append(torch.where(masks, sky, image))  # deletion
-        batches.append(torch.where(masks, image, blurred))  # insertion
-    probs = _probabilities(loaded, torch.cat(batches), COLUMN_INDEX[answer_column])
-    original, all_sky, all_blur = probs[:3]
-    result, at, k = {}, 3, len(inner)
-    for name in maps:
-        deletion = np.concatenate([[original], probs[at:at + k], [all_sky]])
-        insertion = np.concatenate([[all_blur], probs[at + k:at + 2 * k], [original]])
-        result[name] = Curves(fractions, deletion, insertion)
-        at += 2 * k
-    return result
+    for name, saliency in maps.items():
+        if np.shape(saliency) != image.shape[-2:]:
+            raise ValueError(f"map {name!r} has shape {np.shape(saliency)}, expected "
+                             f"{tuple(image.shape[-2:])} like the image")
+        batches.append(_perturbed(image, sky, blurred, saliency, inner, seed))
+    probs = _outputs(loaded, torch.cat(batches))[:, COLUMN_INDEX[answer_column]].numpy()
+    per_map = 2 * len(inner)
+    return {name: _assemble(fractions, probs[:3], probs[3 + i * per_map:3 + (i + 1) * per_map])
+            for i, name in enumerate(maps)}
+
+
+@dataclass
+class _Shared:
+    """What every map of one image shares, for every answer at once: the canvases, the model's
+    outputs (37 each) for the image, all sky and all blur, and for the centred map's steps."""
+    image: torch.Tensor
+    sky: torch.Tensor
+    blurred: torch.Tensor
+    fractions: np.ndarray
+    inner: torch.Tensor
+    ends: torch.Tensor  # (3,37)
+    centre: torch.Tensor  # (2K,37)
+
+
+def _shared(explained: ExplainedImage, steps: int, seed: int) -> _Shared:
+    """Computed once per explained image (17 forward passes at the default steps), kept in it."""
+    key = ("faithfulness", steps, seed)
+    if key not in explained.kept:
+        image = explained.image.float().div(255.0)
+        fractions, inner = _inner_counts(image.shape[-1], steps)
+        sky, blurred = sky_canvas(image), blurred_canvas(image)
+        centre = _perturbed(image, sky, blurred, centre_map(image.shape[-1]), inner, seed)
+        out = _outputs(explained.loaded, torch.cat([image[None], sky[None], blurred[None], centre]))
+        explained.kept[key] = _Shared(image, sky, blurred, fractions, inner, out[:3], out[3:])
+    return explained.kept[key]
 
 
 def map_name(method: str, layer: str) -> str:
@@ -186,11 +229,19 @@ def score_image(explained: ExplainedImage, answer_column: str, methods=METHODS, 
 def score_map(explained: ExplainedImage, answer_column: str, heatmap: np.ndarray | None = None,
               steps: int = STEPS, seed: int = 0) -> dict[str, float]:
     """Relative deletion and insertion areas of one map of one explained image (None: the
-    centred map, what any map has to beat)."""
+    centred map, what any map has to beat). The same numbers as ``curves``, but what does not
+    depend on the map or the answer is computed once per image: a new answer or map costs the
+    2 x (steps - 1) forward passes of its own steps, the centred map none after the first."""
+    if answer_column not in COLUMN_INDEX:
+        raise ValueError(f"unknown answer {answer_column!r}; use a Kaggle column such as Class1.1")
+    shared = _shared(explained, steps, seed)
     if heatmap is None:
-        heatmap = centre_map(explained.image.shape[-1])
-    scored = curves(explained.loaded, explained.image, answer_column, {"map": heatmap}, steps,
-                    seed)["map"]
+        inner = shared.centre
+    else:
+        inner = _outputs(explained.loaded, _perturbed(shared.image, shared.sky, shared.blurred,
+                                                      heatmap, shared.inner, seed))
+    index = COLUMN_INDEX[answer_column]
+    scored = _assemble(shared.fractions, shared.ends[:, index].numpy(), inner[:, index].numpy())
     return {"deletion": scored.auc("deletion"), "insertion": scored.auc("insertion"),
             "probability": scored.original}
 

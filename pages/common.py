@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 
 import altair as alt
 import numpy as np
@@ -28,7 +29,7 @@ from galaxy_core import access, datasets, faithfulness, paths, registry, similar
 from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
-from galaxy_core.explain import ExplainedImage, explain_source
+from galaxy_core.explain import DEFAULT_LAYER, DEFAULT_METHOD, ExplainedImage, explain_source
 from galaxy_core.images import ImageError, MAX_BYTES, display_crop, upload_problem
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
@@ -36,6 +37,7 @@ from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS, an
 from galaxy_core.uncertainty import bounds
 
 log = logging.getLogger("galaxy_app")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # the app's log lines
 
 UPLOAD_LIMIT_TEXT = (f"JPEG, PNG, TIFF, BMP or WebP, up to {MAX_BYTES // (1024 * 1024)} MB and "
                      f"40 megapixels each")
@@ -474,3 +476,55 @@ def faithfulness_report() -> dict | None:
     """The shipped model's faithfulness report (assets/models/faithfulness.json), if any."""
     path = faithfulness.REPORT_PATH
     return _faithfulness_report(path, os.path.getmtime(path)) if os.path.isfile(path) else None
+
+
+# ---- kept warm: the Grad-CAM page's default image, computed before anyone asks --------------
+
+WARM_UP_EVERY_S = 300  # the page's image cache keeps an entry 30 min from when it was made
+
+
+def warm_up_gradcam() -> None:
+    """Compute what the Grad-CAM page's first render shows, with the app's active model, into
+    the caches the page reads: its default image (the first sample, as the page names it, 8
+    views), the default answer's map, the verdict row and the two scores. A visitor opening the
+    page then waits for no model work (tests/test_gradcam_page.py checks the keys agree)."""
+    samples = sample_paths()
+    if not samples:
+        return
+    loaded = get_model(registry.active_model_path())
+    path = samples[0]
+    title = f"{os.path.splitext(os.path.basename(path))[0]}.jpg"
+    explained = explained_image(loaded, path, title, tta=True)
+    answer = explained.default_answer()
+    explained.heatmap(answer, DEFAULT_METHOD, DEFAULT_LAYER)
+    explained.verdict_maps(DEFAULT_METHOD, DEFAULT_LAYER)
+    if explained.probability(answer) >= faithfulness.MIN_PROBABILITY:
+        map_scores(loaded, path, explained, answer, DEFAULT_METHOD, DEFAULT_LAYER)
+        map_scores(loaded, path, explained, answer, None, None)
+
+
+class _NoContextWarning(logging.Filter):
+    """Streamlit warns of a 'missing ScriptRunContext' whenever a thread outside a page's run
+    touches a cached function's spinner; for the warm-up thread that is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.threadName != threading.current_thread().name or \
+            "ScriptRunContext" not in record.getMessage()
+
+
+def keep_warm() -> None:
+    """serve.py's background thread, started once the server runs: warm the Grad-CAM page up,
+    and again every ``WARM_UP_EVERY_S`` (an entry expired, evicted by uploads, or a new active
+    model). A failure is logged and tried again later; it never reaches a visitor."""
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        _NoContextWarning())
+    while True:
+        started = time.perf_counter()
+        try:
+            warm_up_gradcam()
+            took = time.perf_counter() - started
+            if took > 0.1:  # not only cache hits
+                log.info("Grad-CAM page's default image computed in advance in %.2f s", took)
+        except Exception:  # noqa: BLE001 (a background helper: log, never crash the server)
+            log.exception("warming up the Grad-CAM page failed; visitors compute it themselves")
+        time.sleep(WARM_UP_EVERY_S)

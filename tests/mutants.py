@@ -146,6 +146,16 @@ MUTANTS = (
            "chosen = torch.zeros(b, dtype=torch.bool)",
            "'reframe' trains on Kaggle framing only (no zoomed or shifted views)",
            ("tests/test_augment.py",)),
+    Mutant("page-scores-read-the-wrong-answer", "galaxy_core/faithfulness.py",
+           "shared.ends[:, index].numpy()", "shared.ends[:, 0].numpy()",
+           "the page's faithfulness scores take the shared curve ends (image, sky, blur) of the "
+           "first answer instead of the chosen one", ("tests/test_faithfulness.py",)),
+    Mutant("warm-up-misses-the-page-cache", "pages/common.py",
+           'title = f"{os.path.splitext(os.path.basename(path))[0]}.jpg"',
+           "title = os.path.splitext(os.path.basename(path))[0]",
+           "the server's warm-up computes the Grad-CAM page's default image under another cache "
+           "key than the page reads, so the first visitor still waits", (
+               "tests/test_gradcam_page.py",)),
 )
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from galaxy_core import paths
 from tests.conftest import free_port, wait_healthy
@@ -91,5 +92,29 @@ def test_upload_a_galaxy_and_see_the_chart(chromium, server, tmp_path):
             shot = os.path.join(folder, "classify.png")
             page.screenshot(path=shot, full_page=True)
             assert os.path.getsize(shot) > 10_000
+        finally:
+            browser.close()
+
+
+def test_the_grad_cam_overlay_downloads_as_a_png(chromium, server, tmp_path):
+    """The page makes the PNG only when the button is clicked (a deferred download): the file
+    a visitor gets must still be the overlay, a valid PNG."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800},
+                                    accept_downloads=True)
+            page.goto(f"{server}/gradcam", timeout=60_000)
+            button = page.get_by_text("Download overlay (PNG)")
+            button.wait_for(timeout=90_000)
+            with page.expect_download(timeout=60_000) as download:
+                button.click()
+            path = tmp_path / download.value.suggested_filename
+            download.value.save_as(path)
+            assert path.name.startswith("gradcam_") and path.suffix == ".png"
+            with Image.open(path) as image:
+                assert image.format == "PNG" and image.mode == "RGB"
+                assert image.size[0] == image.size[1] >= 160  # the square shown on the page
         finally:
             browser.close()

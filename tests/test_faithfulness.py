@@ -9,9 +9,11 @@ import torch
 from galaxy_core import faithfulness
 from galaxy_core.checkpoint import LoadedModel
 from galaxy_core.config import Preprocess
+from galaxy_core.explain import ExplainedImage
 from galaxy_core.faithfulness import Curves, centre_map, curves, pixel_ranks, random_map
 from galaxy_core.images import normalize_float
 from galaxy_core.schema import ANSWER_COLUMNS, COLUMN_INDEX
+from tests.conftest import make_loaded
 from train.gradcam import main
 
 SIDE = 32
@@ -96,6 +98,36 @@ def test_clear_errors():
         curves(loaded, image, "Class1.1", {"m": np.zeros((8, 8))})
     with pytest.raises(ValueError, match="steps must be >= 2, got 1"):
         curves(loaded, image, "Class1.1", {"m": centre_map(SIDE)}, steps=1)
+
+
+def test_the_page_scores_equal_the_curves_and_share_what_does_not_depend_on_the_answer(
+        monkeypatch):
+    loaded = make_loaded(image_size=48)
+    image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    explained = ExplainedImage(loaded, image, tta=False)
+    scored_images = []
+    outputs = faithfulness._outputs
+    monkeypatch.setattr(faithfulness, "_outputs",
+                        lambda lo, images: scored_images.append(len(images)) or outputs(lo, images))
+    steps, k = 6, 2 * (6 - 1)  # each map's own images: the inner steps of its two curves
+    two_likeliest = [ANSWER_COLUMNS[i] for i in np.argsort(explained.preds)[-2:]]
+    assert explained.preds.min() < 0.01 < explained.preds[np.argsort(explained.preds)[-2]]
+    for n, answer in enumerate(two_likeliest):
+        heatmap = explained.heatmap(answer, "gradcam", "layer3")
+        centre = faithfulness.score_map(explained, answer, None, steps=steps)
+        page = faithfulness.score_map(explained, answer, heatmap, steps=steps)
+        # the first answer pays for the shared images (image, sky, blur, the centred map's
+        # steps) and its map's; a second answer only for its map's
+        assert scored_images == ([3 + k, k] if n == 0 else [k])
+        reference = curves(loaded, image, answer, {"map": heatmap, "centre": centre_map(48)},
+                           steps=steps)
+        for scores, name in ((page, "map"), (centre, "centre")):
+            assert scores["probability"] == pytest.approx(reference[name].original, abs=1e-5)
+            for curve in ("deletion", "insertion"):
+                assert scores[curve] == pytest.approx(reference[name].auc(curve), abs=1e-4)
+        scored_images.clear()
+    with pytest.raises(ValueError, match="unknown answer"):
+        faithfulness.score_map(explained, "Class99.1")
 
 
 def test_summary_says_which_maps_beat_both_baselines():

@@ -10,6 +10,7 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.explain import DEFAULT_LAYER, what_red_means
 from galaxy_core.model import GalaxyNet
 from galaxy_core.predict import predict_image
+from galaxy_core.schema import COLUMN_INDEX
 from galaxy_core.verdict import walk_tree
 from tests.test_pages import app, isolated_runs, router_only  # noqa: F401 (fixtures)
 
@@ -45,7 +46,7 @@ def test_opacity_only_reblends_and_an_answer_costs_one_backward(monkeypatch):
     pages.common._explained.clear()
     pages.common._map_scores.clear()
     forwards, backwards, scored = [], [], []
-    forward, grad, curves = GalaxyNet.forward, torch.autograd.grad, faithfulness.curves
+    forward, grad, outputs = GalaxyNet.forward, torch.autograd.grad, faithfulness._outputs
 
     def counted_forward(self, x):
         if isinstance(x, torch.Tensor):  # not torch.fx tracing the folded copy
@@ -55,22 +56,51 @@ def test_opacity_only_reblends_and_an_answer_costs_one_backward(monkeypatch):
     monkeypatch.setattr(GalaxyNet, "forward", counted_forward)
     monkeypatch.setattr(torch.autograd, "grad",
                         lambda *a, **k: backwards.append(1) or grad(*a, **k))
-    monkeypatch.setattr(faithfulness, "curves", lambda *a, **k: scored.append(1) or curves(*a, **k))
+    monkeypatch.setattr(faithfulness, "_outputs",
+                        lambda lo, images: scored.append(len(images)) or outputs(lo, images))
     verdict = first_sample_verdict()
+    walked = {s.answer.column for s in verdict.steps}
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    preds = predict_image(loaded, pages.common.sample_paths()[0], tta=True)
+    # an answer off the verdict's path, likely enough to be scored
+    other = next(c for c in loaded.trained_columns if c not in walked
+                 and preds[COLUMN_INDEX[c]] >= faithfulness.MIN_PROBABILITY)
     forwards.clear()
     at = app("pages/gradcam.py")
     assert not at.exception, at.exception
     assert forwards == [8]  # one pass over the 8 views
+    own = 2 * (faithfulness.STEPS - 1)  # a map's own scoring images; the centre's are shared
+    assert scored == [3 + own, own]  # image, sky, blur and the centre's steps; then the map's
     seen = (len(forwards), len(backwards), len(scored))
     widget(at.slider, "Heatmap opacity").set_value(0.7).run()
     assert not at.exception
     assert (len(forwards), len(backwards), len(scored)) == seen  # nothing recomputed
-    walked = {s.answer.column for s in verdict.steps}
-    other = next(c for c in ("Class1.3", "Class7.3", "Class8.7") if c not in walked)
     widget(at.selectbox, "Answer to explain").set_value(other).run()
     assert not at.exception
     assert len(forwards) == seen[0] and len(backwards) == seen[1] + 1
+    assert scored[seen[2]:] == [own]
     assert any(m.value == what_red_means(other) for m in at.markdown)
     # a new method reuses that answer's gradients: no pass at all, only its scores
     at.radio[0].set_value("layercam").run()
     assert len(forwards) == seen[0] and len(backwards) == seen[1] + 1
+    assert scored[seen[2]:] == [own, own]
+
+
+def test_the_server_warm_up_leaves_the_first_render_no_model_work(monkeypatch):
+    """serve.py keeps the page's default image computed (pages.common.keep_warm): what it
+    computes must be exactly what the page then asks for, or the warm-up is for nothing."""
+    pages.common._explained.clear()
+    pages.common._map_scores.clear()
+    pages.common.warm_up_gradcam()
+    work = []
+    forward, grad, outputs = GalaxyNet.forward, torch.autograd.grad, faithfulness._outputs
+    monkeypatch.setattr(GalaxyNet, "forward",
+                        lambda self, x: work.append("forward") or forward(self, x))
+    monkeypatch.setattr(torch.autograd, "grad",
+                        lambda *a, **k: work.append("backward") or grad(*a, **k))
+    monkeypatch.setattr(faithfulness, "_outputs",
+                        lambda *a, **k: work.append("scores") or outputs(*a, **k))
+    at = app("pages/gradcam.py")
+    assert not at.exception, at.exception
+    assert work == []
+    assert any(m.label.startswith("Deletion AUC") for m in at.metric)

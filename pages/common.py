@@ -512,12 +512,15 @@ class _NoContextWarning(logging.Filter):
             "ScriptRunContext" not in record.getMessage()
 
 
+_NO_CONTEXT_WARNING = _NoContextWarning()
+
+
 def keep_warm() -> None:
     """serve.py's background thread, started once the server runs: warm the Grad-CAM page up,
     and again every ``WARM_UP_EVERY_S`` (an entry expired, evicted by uploads, or a new active
     model). A failure is logged and tried again later; it never reaches a visitor."""
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
-        _NoContextWarning())
+        _NO_CONTEXT_WARNING)  # the same filter object each time: added once
     while True:
         started = time.perf_counter()
         try:
@@ -525,6 +528,9 @@ def keep_warm() -> None:
             took = time.perf_counter() - started
             if took > 0.1:  # not only cache hits
                 log.info("Grad-CAM page's default image computed in advance in %.2f s", took)
+        except (CheckpointError, ImageError, DataError, OSError) as exc:  # e.g. a broken model
+            log.warning("could not warm the Grad-CAM page up (visitors compute it themselves): "
+                        "%s", exc)
         except Exception:  # noqa: BLE001 (a background helper: log, never crash the server)
             log.exception("warming up the Grad-CAM page failed; visitors compute it themselves")
         time.sleep(WARM_UP_EVERY_S)

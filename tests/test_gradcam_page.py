@@ -2,11 +2,12 @@
 defaults that teach, the verdict row, the legend and scores, and that an opacity step only
 re-blends while a new answer costs one backward pass and no forward."""
 
+import pytest
 import torch
 
 import pages.common
 from galaxy_core import faithfulness, paths
-from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.checkpoint import CheckpointError, load_checkpoint
 from galaxy_core.explain import DEFAULT_LAYER, what_red_means
 from galaxy_core.model import GalaxyNet
 from galaxy_core.predict import predict_image
@@ -104,3 +105,27 @@ def test_the_server_warm_up_leaves_the_first_render_no_model_work(monkeypatch):
     assert not at.exception, at.exception
     assert work == []
     assert any(m.label.startswith("Deletion AUC") for m in at.metric)
+
+
+def test_a_failed_warm_up_is_logged_in_one_line_and_tried_again(monkeypatch, caplog):
+    class Stop(Exception):
+        pass
+
+    def broken():
+        raise CheckpointError("the active model's file is not a checkpoint")
+
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise Stop
+
+    monkeypatch.setattr(pages.common, "warm_up_gradcam", broken)
+    monkeypatch.setattr(pages.common.time, "sleep", sleep)
+    with pytest.raises(Stop):
+        pages.common.keep_warm()
+    assert waits == [pages.common.WARM_UP_EVERY_S] * 2  # it went on after the first failure
+    warnings = [r for r in caplog.records if r.name == "galaxy_app"]
+    assert len(warnings) == 2 and all(r.exc_info is None for r in warnings)
+    assert "not a checkpoint" in warnings[0].getMessage()

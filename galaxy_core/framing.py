@@ -97,6 +97,17 @@ def _grey_copy(image: Image.Image) -> np.ndarray:
     return np.asarray(small, dtype=np.float32)
 
 
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) from a partial sort: the same
+    number, in a third of the time on an analysis copy."""
+    flat = values.ravel()
+    position = q / 100 * (flat.size - 1)
+    low = int(np.floor(position))
+    high = min(low + 1, flat.size - 1)
+    parted = np.partition(flat, (low, high))
+    return float(parted[low]) + (float(parted[high]) - float(parted[low])) * (position - low)
+
+
 def sky_of(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (median, 1.4826 x MAD) of the border of an (H, W[, C]) array."""
     band = max(1, int(round(min(array.shape[:2]) * BORDER)))
@@ -104,8 +115,18 @@ def sky_of(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                              array[-band:].reshape(-1, *array.shape[2:]),
                              array[:, :band].reshape(-1, *array.shape[2:]),
                              array[:, -band:].reshape(-1, *array.shape[2:])]).astype(np.float32)
-    median = np.median(border, axis=0)
-    return median, 1.4826 * np.median(np.abs(border - median), axis=0)
+    median = _median(border)
+    return median, 1.4826 * _median(np.abs(border - median))
+
+
+def _median(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` from one partial sort (its wrappers cost more than the
+    sort on a border's few thousand pixels)."""
+    middle = len(values) // 2
+    if len(values) % 2:
+        return np.partition(values, middle, axis=0)[middle]
+    parted = np.partition(values, (middle - 1, middle), axis=0)
+    return (parted[middle - 1] + parted[middle]) / 2
 
 
 def find_source(image: Image.Image) -> Source | None:
@@ -116,23 +137,21 @@ def find_source(image: Image.Image) -> Source | None:
     # an isophote at ISOPHOTE of the image's bright level (the Kaggle cut-outs' 16 of 190 grey
     # levels), and at least 3 sigma of the smoothed sky (smoothing by 1 px divides pixel noise
     # by about 3.5)
-    bright = float(np.percentile(smooth, 99.9)) - float(sky)
+    bright = _percentile(smooth, 99.9) - float(sky)
     threshold = float(sky) + max(3.0 * float(noise) / 3.5, ISOPHOTE * bright, 1.0)
     mask = (smooth > threshold).astype(np.uint8)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     height, width = grey.shape
     centre = np.array([(width - 1) / 2, (height - 1) / 2])
-    best, best_distance = None, np.inf
-    for index in range(1, count):
-        area = stats[index, cv2.CC_STAT_AREA]
-        if area < MIN_AREA:
-            continue
-        covers_centre = labels[int(round(centre[1])), int(round(centre[0]))] == index
-        distance = 0.0 if covers_centre else float(np.hypot(*(centroids[index] - centre)))
-        if distance < best_distance:
-            best, best_distance = index, distance
-    if best is None:
+    candidates = np.flatnonzero(stats[1:count, cv2.CC_STAT_AREA] >= MIN_AREA) + 1
+    if len(candidates) == 0:
         return None
+    at_centre = labels[int(round(centre[1])), int(round(centre[0]))]
+    if at_centre in candidates:  # the source covering the centre, else the closest one
+        best = int(at_centre)
+    else:
+        offsets = centroids[candidates] - centre
+        best = int(candidates[np.argmin(np.hypot(offsets[:, 0], offsets[:, 1]))])
     ys, xs = np.nonzero(labels == best)
     light = np.maximum(grey[ys, xs] - float(sky), 0.0)
     if light.sum() <= 0:
@@ -140,8 +159,9 @@ def find_source(image: Image.Image) -> Source | None:
     # the centre from the brightest part alone, so a neighbour blended into the same region
     # does not pull it away from the galaxy's core
     core = smooth[ys, xs] - float(sky) >= 0.5 * float(smooth[ys, xs].max() - float(sky))
-    x0 = np.average(xs[core], weights=light[core] + 1e-6)
-    y0 = np.average(ys[core], weights=light[core] + 1e-6)
+    weights = light[core] + 1e-6
+    x0 = float(np.dot(xs[core], weights) / weights.sum())
+    y0 = float(np.dot(ys[core], weights) / weights.sum())
     radii = np.hypot(xs - x0, ys - y0)
     order = np.argsort(radii)
     cumulative = np.cumsum(light[order])

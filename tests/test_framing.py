@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from galaxy_core import paths
+from galaxy_core import framing, paths
 from galaxy_core.framing import (FramingStats, choose_frame, crop, find_source, measure,
                                  shipped_stats)
 from galaxy_core.images import prepare, prepare_framed
@@ -137,3 +137,31 @@ def test_the_predict_cli_frames_on_request_and_writes_the_flags(tmp_path):
     # the wide field is flagged too (its galaxy covers far less of the frame than any training
     # galaxy's), whether or not framing is asked for: the flags judge the image as uploaded
     assert "small" in table.index
+
+
+def test_the_fast_median_and_percentile_equal_numpys():
+    """find_source's partial-sort helpers must give numpy's numbers (the shipped statistics
+    were measured with them)."""
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 2500, 2501):
+        for shape in ((n,), (n, 3)):
+            values = rng.random(shape).astype(np.float32)
+            assert np.array_equal(framing._median(values), np.median(values, axis=0))
+    for shape in ((1, 1), (128, 128), (128, 171)):
+        values = rng.random(shape).astype(np.float32) * 255
+        for q in (0.0, 50.0, 99.9, 100.0):
+            assert framing._percentile(values, q) == pytest.approx(
+                float(np.percentile(values, q)), rel=1e-6, abs=1e-6)
+
+
+def test_the_framing_cost_benchmark_measures_both_paths():
+    from bench.framing import cost_line, framing_cost
+    from tests.conftest import make_loaded
+
+    loaded = make_loaded(image_size=32, crop_fraction=0.5)
+    sources = [png(kaggle_like()), png(kaggle_like(0.02, seed=1))]  # as trained; far too small
+    cost = framing_cost(loaded, shipped_stats(), sources, repeats=1)
+    assert cost["moved"] == 1 and cost["images"] == 2
+    assert cost["framing_ms"] > 0 and cost["batch_predict_ms"] > 0
+    assert cost["of_batch"] == pytest.approx(cost["framing_ms"] / cost["batch_predict_ms"])
+    assert "(1 of 2 re-framed)" in cost_line("case", cost)

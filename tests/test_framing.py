@@ -150,8 +150,7 @@ def test_the_fast_median_and_percentile_equal_numpys():
     for shape in ((1, 1), (128, 128), (128, 171)):
         values = rng.random(shape).astype(np.float32) * 255
         for q in (0.0, 50.0, 99.9, 100.0):
-            assert framing._percentile(values, q) == pytest.approx(
-                float(np.percentile(values, q)), rel=1e-6, abs=1e-6)
+            assert framing._percentile(values, q) == float(np.percentile(values, q))
 
 
 def test_the_framing_cost_benchmark_measures_both_paths():
@@ -165,3 +164,19 @@ def test_the_framing_cost_benchmark_measures_both_paths():
     assert cost["framing_ms"] > 0 and cost["batch_predict_ms"] > 0
     assert cost["of_batch"] == pytest.approx(cost["framing_ms"] / cost["batch_predict_ms"])
     assert "(1 of 2 re-framed)" in cost_line("case", cost)
+
+
+def test_off_centre_the_galaxy_beats_a_speck_nearer_the_centre():
+    """No source covers the centre: the one with the most light near it is the galaxy, not a
+    faint speck that happens to lie closer (what lost a shifted galaxy 1 time in 10)."""
+    image = np.asarray(kaggle_like(0.04, centre=(0.66, 0.40)), dtype=np.float32).copy()
+    y, x = np.mgrid[0:SIDE, 0:SIDE]
+    speck = np.hypot(x - 0.53 * SIDE, y - 0.53 * SIDE) < 6  # small, faint, nearer the centre
+    image[speck] = 60
+    source = find_source(Image.fromarray(image.clip(0, 255).astype(np.uint8)))
+    assert source.x == pytest.approx(0.66, abs=0.02) and source.y == pytest.approx(0.40, abs=0.02)
+    # the speck alone (the galaxy gone) is still found: the closest source, as before
+    alone = np.full((SIDE, SIDE, 3), 4.0, np.float32)
+    alone[speck] = 60
+    found = find_source(Image.fromarray(alone.astype(np.uint8)))
+    assert found.x == pytest.approx(0.53, abs=0.02)

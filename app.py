@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages.common import LOG_FORMAT, model_sidebar
 
-logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # serve.py did the same already
+logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # a no-op if serve.py's warm-up did
 
 st.set_page_config(page_title="Galaxy Zoo morphology", page_icon="🌌", layout="wide")
 

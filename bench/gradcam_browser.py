@@ -30,14 +30,15 @@ import time
 import urllib.request
 
 from galaxy_core import paths
+from galaxy_core.data import read_labels
 from galaxy_core.schema import answer_name
+from pages.common import WARMED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 IMAGES = '[data-testid="stImage"] img'
 OVERLAY = f"{IMAGES} >> nth=2"  # the main row's third picture
 RUNNING = '[data-testid="stStatusWidget"]'
-WARMED = "default image computed in advance"  # pages.common.keep_warm's log line
 
 
 # learned answers of the shipped model, tried in turn: for the default sample (100204) each has
@@ -48,9 +49,14 @@ FRESH_ANSWERS = ("Class1.1", "Class2.1", "Class7.2", "Class7.3", "Class6.1")
 
 
 def unseen_samples() -> list[str]:
-    """Shipped samples other than the page's default (the first), in GalaxyID order."""
-    stems = sorted(os.path.splitext(name)[0] for name in os.listdir(paths.SAMPLE_IMAGES))
-    return sorted(stems, key=int)[1:]
+    """Shipped samples other than the page's default (the first), in the page's order."""
+    return [str(g) for g in read_labels(paths.SAMPLE_LABELS).galaxy_ids][1:]
+
+
+def median(values: list[tuple[float, ...]], column: int) -> float:
+    """Median of one column over the steps that got there (nan: none did)."""
+    got = [v[column] for v in values if len(v) > column and v[column] == v[column]]
+    return statistics.median(got) if got else float("nan")
 
 
 def free_port() -> int:
@@ -77,8 +83,13 @@ def start_server(runs_dir: str):
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
                 with open(log_path, encoding="utf-8", errors="replace") as log:
-                    if not warming or WARMED in log.read():
-                        return process, url
+                    text = log.read()
+                if not warming or WARMED in text:
+                    return process, url
+                if "could not warm" in text or "no shipped samples" in text or \
+                        "warming up the Grad-CAM page failed" in text:
+                    process.terminate()
+                    raise RuntimeError(f"the app's warm-up did not happen: {text[-1000:]}")
         except OSError:
             pass
         time.sleep(0.5)
@@ -276,11 +287,8 @@ def main(argv=None) -> int:
     print(f"load average: {os.getloadavg()}")
     print(f"{'action':56s} {'shown s':>8s} {'scored s':>9s} {'idle s':>7s}  all (shown/idle)")
     for name, values in times.items():
-        def median(column: int) -> float:  # of the steps that got there (nan: none did)
-            got = [v[column] for v in values if len(v) > column and v[column] == v[column]]
-            return statistics.median(got) if got else float("nan")
-
-        print(f"{name:56s} {median(0):8.2f} {median(2):9.2f} {median(1):7.2f}  "
+        print(f"{name:56s} {median(values, 0):8.2f} {median(values, 2):9.2f} "
+              f"{median(values, 1):7.2f}  "
               + " ".join(f"{v[0]:.2f}/{v[1]:.2f}" for v in values))
     return 0
 

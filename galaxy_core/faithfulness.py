@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,11 +143,12 @@ def _inner_counts(side: int, steps: int) -> tuple[np.ndarray, torch.Tensor]:
 
 
 def _perturbed(image: torch.Tensor, sky: torch.Tensor, blurred: torch.Tensor,
-               saliency: np.ndarray, inner: torch.Tensor, seed: int) -> torch.Tensor:
+               saliency: np.ndarray, inner: torch.Tensor, seed: int,
+               name: str = "the map") -> torch.Tensor:
     """The inner steps of one map's deletion curve, then of its insertion curve: (2K,3,S,S)."""
     side = image.shape[-1]
     if np.shape(saliency) != (side, side):
-        raise ValueError(f"the map has shape {np.shape(saliency)}, expected ({side}, {side}) "
+        raise ValueError(f"{name} has shape {np.shape(saliency)}, expected ({side}, {side}) "
                          f"like the image")
     masks = _masks(pixel_ranks(saliency, seed), side, inner)  # (K,1,S,S)
     return torch.cat([torch.where(masks, sky, image),  # deletion
@@ -174,10 +176,7 @@ def curves(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: str,
     # shared ends: the image itself, all sky (deletion's end), all blur (insertion's start)
     batches = [image[None], sky[None], blurred[None]]
     for name, saliency in maps.items():
-        if np.shape(saliency) != image.shape[-2:]:
-            raise ValueError(f"map {name!r} has shape {np.shape(saliency)}, expected "
-                             f"{tuple(image.shape[-2:])} like the image")
-        batches.append(_perturbed(image, sky, blurred, saliency, inner, seed))
+        batches.append(_perturbed(image, sky, blurred, saliency, inner, seed, f"map {name!r}"))
     probs = _outputs(loaded, torch.cat(batches))[:, COLUMN_INDEX[answer_column]].numpy()
     per_map = 2 * len(inner)
     return {name: _assemble(fractions, probs[:3], probs[3 + i * per_map:3 + (i + 1) * per_map])
@@ -197,17 +196,23 @@ class _Shared:
     centre: torch.Tensor  # (2K,37)
 
 
+_SHARED_LOCK = threading.Lock()  # two sessions scoring a new image compute its shared passes once
+
+
 def _shared(explained: ExplainedImage, steps: int, seed: int) -> _Shared:
     """Computed once per explained image (17 forward passes at the default steps), kept in it."""
     key = ("faithfulness", steps, seed)
-    if key not in explained.kept:
-        image = explained.image.float().div(255.0)
-        fractions, inner = _inner_counts(image.shape[-1], steps)
-        sky, blurred = sky_canvas(image), blurred_canvas(image)
-        centre = _perturbed(image, sky, blurred, centre_map(image.shape[-1]), inner, seed)
-        out = _outputs(explained.loaded, torch.cat([image[None], sky[None], blurred[None], centre]))
-        explained.kept[key] = _Shared(image, sky, blurred, fractions, inner, out[:3], out[3:])
-    return explained.kept[key]
+    with _SHARED_LOCK:  # taken before the model's lock, never after it
+        if key not in explained.kept:
+            image = explained.image.float().div(255.0)
+            fractions, inner = _inner_counts(image.shape[-1], steps)
+            sky, blurred = sky_canvas(image), blurred_canvas(image)
+            centre = _perturbed(image, sky, blurred, centre_map(image.shape[-1]), inner, seed)
+            out = _outputs(explained.loaded,
+                           torch.cat([image[None], sky[None], blurred[None], centre]))
+            explained.kept[key] = _Shared(image, sky, blurred, fractions, inner, out[:3],
+                                          out[3:])
+        return explained.kept[key]
 
 
 def map_name(method: str, layer: str) -> str:

@@ -382,6 +382,16 @@ def sample_paths() -> list[str]:
             if os.path.isfile(image_path(paths.SAMPLE_IMAGES, g))]
 
 
+def sample_choices() -> dict[str, str]:
+    """The shipped samples as the pages offer them: name (the GalaxyID) -> path, in order."""
+    return {os.path.splitext(os.path.basename(p))[0]: p for p in sample_paths()}
+
+
+def sample_title(name: str) -> str:
+    """How a page names a shipped sample it explains (and the warm-up must too: a cache key)."""
+    return f"{name}.jpg"
+
+
 # ---- similar galaxies (pages/similar.py) ---------------------------------------------------
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -480,57 +490,71 @@ def faithfulness_report() -> dict | None:
 
 # ---- kept warm: the Grad-CAM page's default image, computed before anyone asks --------------
 
-WARM_UP_EVERY_S = 300  # the page's image cache keeps an entry 30 min from when it was made
+# the page's image cache keeps an entry 30 min from when it was made; checked every minute, the
+# default image is cold for at most a minute after it expires (a check that finds it is cheap)
+WARM_UP_EVERY_S = 60
+WARMED = "default image computed in advance"  # the log line saying so (benchmarks wait for it)
 
 
-def warm_up_gradcam() -> None:
+def warm_up_gradcam() -> bool:
     """Compute what the Grad-CAM page's first render shows, with the app's active model, into
-    the caches the page reads: its default image (the first sample, as the page names it, 8
-    views), the default answer's map, the verdict row and the two scores. A visitor opening the
-    page then waits for no model work (tests/test_gradcam_page.py checks the keys agree)."""
-    samples = sample_paths()
-    if not samples:
-        return
+    the caches the page reads: its default image (the first sample, 8 views), the default
+    answer's map, the verdict row and the two scores. A visitor opening the page then waits for
+    no model work (tests/test_gradcam_page.py checks the keys agree). False: no samples."""
+    choices = sample_choices()
+    if not choices:
+        return False
+    name, path = next(iter(choices.items()))
     loaded = get_model(registry.active_model_path())
-    path = samples[0]
-    title = f"{os.path.splitext(os.path.basename(path))[0]}.jpg"
-    explained = explained_image(loaded, path, title, tta=True)
+    explained = explained_image(loaded, path, sample_title(name), tta=True)
     answer = explained.default_answer()
     explained.heatmap(answer, DEFAULT_METHOD, DEFAULT_LAYER)
     explained.verdict_maps(DEFAULT_METHOD, DEFAULT_LAYER)
     if explained.probability(answer) >= faithfulness.MIN_PROBABILITY:
         map_scores(loaded, path, explained, answer, DEFAULT_METHOD, DEFAULT_LAYER)
         map_scores(loaded, path, explained, answer, None, None)
+    return True
 
 
 class _NoContextWarning(logging.Filter):
     """Streamlit warns of a 'missing ScriptRunContext' whenever a thread outside a page's run
-    touches a cached function's spinner; for the warm-up thread that is expected."""
+    touches a cached function's spinner; from the warm-up thread (``thread``) that is expected,
+    from any other it is not and still shows."""
+
+    def __init__(self, thread: int):
+        super().__init__()
+        self.thread = thread
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.threadName != threading.current_thread().name or \
-            "ScriptRunContext" not in record.getMessage()
-
-
-_NO_CONTEXT_WARNING = _NoContextWarning()
+        return record.thread != self.thread or "ScriptRunContext" not in record.getMessage()
 
 
 def keep_warm() -> None:
     """serve.py's background thread, started once the server runs: warm the Grad-CAM page up,
-    and again every ``WARM_UP_EVERY_S`` (an entry expired, evicted by uploads, or a new active
-    model). A failure is logged and tried again later; it never reaches a visitor."""
-    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
-        _NO_CONTEXT_WARNING)  # the same filter object each time: added once
-    while True:
-        started = time.perf_counter()
-        try:
-            warm_up_gradcam()
-            took = time.perf_counter() - started
-            if took > 0.1:  # not only cache hits
-                log.info("Grad-CAM page's default image computed in advance in %.2f s", took)
-        except (CheckpointError, ImageError, DataError, OSError) as exc:  # e.g. a broken model
-            log.warning("could not warm the Grad-CAM page up (visitors compute it themselves): "
-                        "%s", exc)
-        except Exception:  # noqa: BLE001 (a background helper: log, never crash the server)
-            log.exception("warming up the Grad-CAM page failed; visitors compute it themselves")
-        time.sleep(WARM_UP_EVERY_S)
+    and check it every ``WARM_UP_EVERY_S`` (an entry expired, evicted by uploads, or a new
+    active model). A failure is logged and tried again later; it never reaches a visitor."""
+    streamlit_log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+    quiet = _NoContextWarning(threading.get_ident())
+    streamlit_log.addFilter(quiet)
+    first = True
+    try:
+        while True:
+            started = time.perf_counter()
+            try:
+                warmed = warm_up_gradcam()
+                took = time.perf_counter() - started
+                if not warmed and first:
+                    log.info("no shipped samples: the Grad-CAM page has no default image to "
+                             "compute in advance")
+                elif warmed and (first or took > 0.1):  # the first time, or not only cache hits
+                    log.info("Grad-CAM page's %s in %.2f s", WARMED, took)
+            except (CheckpointError, ImageError, DataError, OSError) as exc:  # a broken model
+                log.warning("could not warm the Grad-CAM page up (visitors compute it "
+                            "themselves): %s", exc)
+            except Exception:  # noqa: BLE001 (a background helper: log, never crash the server)
+                log.exception("warming up the Grad-CAM page failed; visitors compute it "
+                              "themselves")
+            first = False
+            time.sleep(WARM_UP_EVERY_S)
+    finally:
+        streamlit_log.removeFilter(quiet)

@@ -17,7 +17,7 @@ from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from galaxy_core.verdict import walk_tree
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, explained_image,
-                          faithfulness_report, map_scores, sample_paths)
+                          faithfulness_report, map_scores, sample_choices, sample_title)
 
 METHOD_HELP = ("Grad-CAM: the classic, one weight per feature map. Grad-CAM++: better when "
                "several regions (arms, a companion) drive the answer. XGrad-CAM: weights scaled "
@@ -41,8 +41,7 @@ loaded = active_model()
 if loaded is None:
     st.stop()
 
-samples = sample_paths()
-names = {os.path.splitext(os.path.basename(p))[0]: p for p in samples}
+names = sample_choices()
 source_col, settings_col = st.columns([1, 1])
 with source_col:
     uploaded = st.file_uploader("Upload a galaxy", help=UPLOAD_LIMIT_TEXT)
@@ -59,7 +58,7 @@ with source_col:
 if upload is not None:
     source, title = upload.getvalue(), upload.name
 elif sample:
-    source, title = names[sample], f"{sample}.jpg"
+    source, title = names[sample], sample_title(sample)
 else:
     st.info("Upload an image to explain.")
     st.stop()

@@ -151,8 +151,8 @@ MUTANTS = (
            "the page's faithfulness scores take the shared curve ends (image, sky, blur) of the "
            "first answer instead of the chosen one", ("tests/test_faithfulness.py",)),
     Mutant("warm-up-misses-the-page-cache", "pages/common.py",
-           'title = f"{os.path.splitext(os.path.basename(path))[0]}.jpg"',
-           "title = os.path.splitext(os.path.basename(path))[0]",
+           "explained = explained_image(loaded, path, sample_title(name), tta=True)",
+           "explained = explained_image(loaded, path, sample_title(name), tta=False)",
            "the server's warm-up computes the Grad-CAM page's default image under another cache "
            "key than the page reads, so the first visitor still waits", (
                "tests/test_gradcam_page.py",)),

@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
 
 from galaxy_core import paths
+from pages.common import WARMED
 from tests.conftest import free_port, wait_healthy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,14 +51,21 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def server(chromium, tmp_path_factory):
+def server_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(chromium, tmp_path_factory, server_log):
     port = free_port()
     env = {**os.environ, "GALAXY_RUNS_DIR": str(tmp_path_factory.mktemp("runs"))}
-    process = subprocess.Popen(
-        [sys.executable, "serve.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.pop("GALAXY_WARM_UP", None)  # as make run serves it: the Grad-CAM page kept warm
+    with open(server_log, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url)
@@ -96,9 +105,16 @@ def test_upload_a_galaxy_and_see_the_chart(chromium, server, tmp_path):
             browser.close()
 
 
-def test_the_grad_cam_overlay_downloads_as_a_png(chromium, server, tmp_path):
-    """The page makes the PNG only when the button is clicked (a deferred download): the file
-    a visitor gets must still be the overlay, a valid PNG."""
+def test_the_grad_cam_overlay_downloads_as_a_png(chromium, server, server_log, tmp_path):
+    """The server computed the Grad-CAM page's default galaxy before anyone asked (serve.py's
+    warm-up thread, quietly); the page makes the PNG only when the button is clicked (a
+    deferred download): the file a visitor gets must still be the overlay, a valid PNG."""
+    deadline = time.time() + 120
+    while WARMED not in server_log.read_text(errors="replace") and time.time() < deadline:
+        time.sleep(0.5)
+    log = server_log.read_text(errors="replace")
+    assert WARMED in log, log[-2000:]
+    assert "ScriptRunContext" not in log and "Traceback" not in log, log[-2000:]
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])

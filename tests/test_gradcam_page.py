@@ -2,6 +2,9 @@
 defaults that teach, the verdict row, the legend and scores, and that an opacity step only
 re-blends while a new answer costs one backward pass and no forward."""
 
+import logging
+import threading
+
 import pytest
 import torch
 
@@ -129,3 +132,33 @@ def test_a_failed_warm_up_is_logged_in_one_line_and_tried_again(monkeypatch, cap
     warnings = [r for r in caplog.records if r.name == "galaxy_app"]
     assert len(warnings) == 2 and all(r.exc_info is None for r in warnings)
     assert "not a checkpoint" in warnings[0].getMessage()
+
+
+def test_the_warm_up_quiets_streamlits_context_warning_for_itself_only(monkeypatch, caplog):
+    """The warm-up thread touches cached functions outside a page's run, and Streamlit warns
+    of a missing ScriptRunContext; that warning is dropped for that thread, and only for it."""
+    streamlit_log = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+    monkeypatch.setattr(streamlit_log, "propagate", True)  # so caplog sees it
+    class Stop(Exception):
+        pass
+
+    def warm_up():
+        streamlit_log.warning("Thread 'warm-up': missing ScriptRunContext!")
+        other = threading.Thread(target=streamlit_log.warning,
+                                 args=("Thread 'other': missing ScriptRunContext!",))
+        other.start()
+        other.join()
+        return True
+
+    def sleep(seconds):
+        raise Stop
+
+    monkeypatch.setattr(pages.common, "warm_up_gradcam", warm_up)
+    monkeypatch.setattr(pages.common.time, "sleep", sleep)
+    monkeypatch.setattr(pages.common, "log", logging.getLogger("unused"))
+    with caplog.at_level(logging.WARNING), pytest.raises(Stop):
+        pages.common.keep_warm()
+    messages = [r.getMessage() for r in caplog.records if "ScriptRunContext" in r.getMessage()]
+    assert "Thread 'other': missing ScriptRunContext!" in messages  # other threads still warn
+    assert "Thread 'warm-up': missing ScriptRunContext!" not in messages
+    assert not streamlit_log.filters  # removed when the warm-up ends

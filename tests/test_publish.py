@@ -97,6 +97,7 @@ def server(tmp_path_factory):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GALAXY_")}
     env["GALAXY_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    env["GALAXY_WARM_UP"] = "0"  # these tests never open the Grad-CAM page
     process = subprocess.Popen(
         [sys.executable, "serve.py", "--server.port", str(port), "--server.address",
          "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],

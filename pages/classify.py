@@ -8,7 +8,7 @@ import streamlit as st
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
-from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
+from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.quality import flags, shipped_ranges
 from galaxy_core.predict import predict_files, submission_csv_bytes
@@ -74,10 +74,11 @@ left.button("Try 4 samples", help="one click: classify four shipped galaxies",
             on_click=lambda: st.session_state.update(classify_pick=list(names)[:4]))
 frame_on = middle.toggle(
     "Frame the galaxy automatically", value=FRAMING_BY_DEFAULT, key="classify_framing",
-    help="Find the galaxy nearest the centre and, where it sits in its frame unlike almost "
-         "every training galaxy (far off centre, much smaller or larger), re-frame it as the "
-         "training cut-outs are before the model looks. Images framed like the training ones "
-         "are left as they are. The picture beside each verdict shows what the model saw.")
+    help="Find the galaxy nearest the centre and, where it is far smaller in its frame than "
+         "almost every training galaxy (a wide field), zoom in on it so it fills the frame as "
+         "the training cut-outs do. Other images are left as they are (zooming out or "
+         "re-centring was measured to do more harm than good). The picture beside each verdict "
+         "shows what the model saw.")
 framing = shipped_stats() if frame_on else None
 tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips (test-time augmentation)",
                    value=True, key="classify_tta",
@@ -168,7 +169,9 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
         except ImageError:
             shown, chosen = None, None
         if shown is not None:
-            how = f" ({chosen.why})" if chosen is not None and chosen.moved else ""
+            # what framing did, or why it left an unusual image alone
+            how = f" ({chosen.why})" if chosen is not None and chosen.why not in (
+                "", LIKE_TRAINING) else ""
             st.image(shown.permute(1, 2, 0).numpy(), width="stretch",
                      caption=f"{galaxy_id} — the region the model sees{how}")
         if is_fits(source):

@@ -114,10 +114,10 @@ def main(argv=None) -> int:
                         "thousandths. Default float32 (exact)")
     parser.add_argument("--frame", action=argparse.BooleanOptionalAction,
                         default=FRAMING_BY_DEFAULT,
-                        help="re-frame a galaxy framed unlike almost every training galaxy (far "
-                             "off centre, much smaller or larger in its frame) before predicting "
-                             f"(default {'on' if FRAMING_BY_DEFAULT else 'off'}; see "
-                             f"docs/command-line.md)")
+                        help="zoom in on a galaxy far smaller in its frame than almost every "
+                             "training galaxy (a wide field) before predicting; others are left "
+                             f"as they are (default {'on' if FRAMING_BY_DEFAULT else 'off'}; "
+                             f"--no-frame: never; see docs/command-line.md)")
     parser.add_argument("--flags", metavar="CSV",
                         help="also write GalaxyID,flags for the images unlike the training "
                              "cut-outs (too small, blank, no source near the centre, unlike in "

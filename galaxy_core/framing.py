@@ -197,7 +197,7 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
     if source.r50 < stats.r50_low:  # far smaller than any training galaxy: zoom in on it
         side = source.r50 * shorter / stats.r50_median
         return Frame(source.x * width, source.y * height, side, True,
-                     f"zoomed in {shorter / side:.1f}x on the galaxy (it was small in the frame)",
+                     f"zoomed in {shorter / side:.1f}x on the galaxy, which was small in the frame",
                      source)
     off = np.hypot(source.x - 0.5, source.y - 0.5)
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more

@@ -493,7 +493,6 @@ def faithfulness_report() -> dict | None:
 # the page's image cache keeps an entry 30 min from when it was made; checked every minute, the
 # default image is cold for at most a minute after it expires (a check that finds it is cheap)
 WARM_UP_EVERY_S = 60
-WARMED = "default image computed in advance"  # the log line saying so (benchmarks wait for it)
 
 
 def warm_up_gradcam() -> bool:
@@ -547,7 +546,9 @@ def keep_warm() -> None:
                     log.info("no shipped samples: the Grad-CAM page has no default image to "
                              "compute in advance")
                 elif warmed and (first or took > 0.1):  # the first time, or not only cache hits
-                    log.info("Grad-CAM page's %s in %.2f s", WARMED, took)
+                    # bench.gradcam_browser and tests/test_browser.py wait for this line
+                    log.info("Grad-CAM page's default image computed in advance in %.2f s",
+                             took)
             except (CheckpointError, ImageError, DataError, OSError) as exc:  # a broken model
                 log.warning("could not warm the Grad-CAM page up (visitors compute it "
                             "themselves): %s", exc)

@@ -14,8 +14,8 @@ import time
 import pytest
 from PIL import Image
 
+from bench.gradcam_browser import WARMED
 from galaxy_core import paths
-from pages.common import WARMED
 from tests.conftest import free_port, wait_healthy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,8 @@ each image is re-framed five ways and saved as JPEG quality 95, as an upload wou
   per-channel median and spread of its 8-pixel border);
 - the shift moves the content by (48, -32) px and fills the uncovered edge the same way.
 Each case is predicted with automatic framing off and on; the table gives the RMSE over the
-known answers and its ratio to the unchanged images without framing.
+known answers and its ratio to the unchanged images without framing, and, for a checkpoint with
+intervals, how often they hold the volunteers' fraction in each case.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from galaxy_core.images import open_image
 from galaxy_core.metrics import score
 from galaxy_core.predict import predict_files, predict_image
 from galaxy_core.schema import ANSWER_COLUMNS
+from galaxy_core.uncertainty import coverage, learned_targets
 from train.common import checkpoint_or_default, run_cli
 
 CASES = [("as in Kaggle", 1.0, (0, 0)), ("galaxy 2x smaller in the frame", 0.5, (0, 0)),
@@ -151,7 +153,12 @@ def main(argv=None) -> int:
             result = predict_files(loaded, sources, names=names, batch_size=64, tta=args.tta,
                                    workers=1, framing=framing)
             preds = result.frame[list(ANSWER_COLUMNS)].to_numpy()
-            row[label] = score(preds, validation.targets[result.kept])["rmse"]
+            targets = validation.targets[result.kept]
+            row[label] = score(preds, targets)["rmse"]
+            if loaded.calibration is not None:  # do its intervals still hold the volunteers?
+                row[f"{label}_coverage"] = coverage(
+                    loaded.calibration, preds,
+                    learned_targets(targets, loaded.trained_columns))["all"]["coverage"]
         rows.append(row)
         print(f"{name:32s} off {row['off']:.4f}  on {row['on']:.4f}", flush=True)
     if args.cost_only:
@@ -168,6 +175,12 @@ def main(argv=None) -> int:
     for row in rows:
         print(f"| {row['case']} | {row['off']:.4f} | {row['off'] / base:.2f}x | "
               f"{row['on']:.4f} | {row['on'] / base:.2f}x |")
+    if loaded.calibration is not None:
+        print(f"\nhow often the checkpoint's {loaded.calibration.level:.0%} intervals hold the "
+              f"volunteers' fraction (all learned answers)")
+        print("| framing | framing off | framing on |\n|---|---|---|")
+        for row in rows:
+            print(f"| {row['case']} | {row['off_coverage']:.1%} | {row['on_coverage']:.1%} |")
     # what framing costs beside a one-view prediction of the same images
     costs = {name: framing_cost(loaded, stats, [reframe(image, zoom, shift, rng)
                                                 for image in originals[:64]])

@@ -1,6 +1,6 @@
 """How well the "unlike the training images" flags separate galaxies from everything else.
 
-    python -m bench.flags --images DIR --labels CSV [--val-fraction 0.2 --seed 0]
+    python -m bench.flags --images DIR --labels CSV [--val-fraction 0.2 --seed 0] [--no-frame]
 
 Prints the share of the split's validation galaxies (real Kaggle cut-outs the ranges were not
 measured on) that get a flag (goal: at most 2%), and, for images unlike them, which are caught
@@ -17,7 +17,8 @@ from PIL import Image
 
 from galaxy_core.data import image_path, read_labels, split_train_val
 from galaxy_core.images import open_image
-from galaxy_core.quality import flags, shipped_ranges
+from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
+from galaxy_core.quality import flags_as_seen, shipped_ranges
 from train.common import run_cli
 
 # scikit-image's sample images; the Hubble deep field is astronomical but no single galaxy
@@ -67,12 +68,19 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", required=True)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frame", action=argparse.BooleanOptionalAction,
+                        default=FRAMING_BY_DEFAULT,
+                        help="judge what the model sees after automatic framing, as the app "
+                             "and train.predict do by default")
     args = parser.parse_args(argv)
     ranges = shipped_ranges()
+    framing = shipped_stats() if args.frame else None
+    print(f"automatic framing {'on' if framing else 'off'}")
     _, validation = split_train_val(read_labels(args.labels), args.val_fraction, args.seed)
     flagged = {}
     for galaxy_id in validation.galaxy_ids:
-        found = flags(open_image(image_path(args.images, galaxy_id)).convert("RGB"), ranges)
+        found = flags_as_seen(open_image(image_path(args.images, galaxy_id)).convert("RGB"),
+                              ranges, framing)
         if found:
             flagged[int(galaxy_id)] = "; ".join(f.message for f in found)
     share = len(flagged) / len(validation)
@@ -82,7 +90,7 @@ def main(argv=None) -> int:
     unlike = {**photos(), **generated()}
     caught = 0
     for name, image in unlike.items():
-        found = flags(image.convert("RGB"), ranges)
+        found = flags_as_seen(image.convert("RGB"), ranges, framing)
         caught += bool(found)
         print(f"  {'caught' if found else 'MISSED'}  {name}: "
               f"{'; '.join(f.message for f in found) or '-'}")

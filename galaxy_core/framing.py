@@ -197,14 +197,15 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
     if source.r50 < stats.r50_low:  # far smaller than any training galaxy: zoom in on it
         side = source.r50 * shorter / stats.r50_median
         return Frame(source.x * width, source.y * height, side, True,
-                     f"zoomed in {shorter / side:.1f}x on the galaxy, which was small in the frame",
+                     f"zoomed in {shorter / side:.1f}x on the object found, which was small in the "
+                     f"frame",
                      source)
     off = np.hypot(source.x - 0.5, source.y - 0.5)
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more
         what = "large in the frame" if source.r50 > stats.r50_high else \
             f"{off:.0%} of the frame off centre"
         return Frame(**{**asdict(unchanged), "source": source,
-                        "why": f"left as it is, though the galaxy is {what}"})
+                        "why": f"left as it is, though the object found is {what}"})
     return Frame(**{**asdict(unchanged), "why": LIKE_TRAINING, "source": source})
 
 

@@ -24,16 +24,22 @@ import numpy as np
 from PIL import Image
 
 from . import paths
-from .framing import ANALYSIS_SIDE, find_source, sky_of
+from .framing import ANALYSIS_SIDE, FramingStats, choose_frame, crop, find_source, sky_of
 
 RANGES_FILE = os.path.join(paths.ASSETS, "models", "quality_ranges.json")
 MIN_SIDE = 64
-FEATURES = {  # name: what it says when out of range
-    "sky_level": "the background is brighter than a night sky",
-    "sky_texture": "the background is textured, not smooth sky",
-    "dark_share": "too little of the frame is dark sky",
-    "source_area": "the central object fills more of the frame than a galaxy cut-out",
-    "source_colour": "the colours are unlike SDSS galaxies",
+TRAINING_SIDE = 424  # px: the Kaggle cut-outs' side
+FEATURES = {  # name: what it says when below the training range, and when above it
+    "sky_level": ("the background is darker than the training images' sky",
+                  "the background is brighter than a night sky"),
+    "sky_texture": ("the background is smoother than a sky with noise (drawn or processed?)",
+                    "the background is textured, not smooth sky"),
+    "dark_share": ("too little of the frame is dark sky",
+                   "more of the frame is empty sky than in a galaxy cut-out"),
+    "source_area": ("the central object covers less of the frame than a galaxy cut-out's",
+                    "the central object fills more of the frame than a galaxy cut-out"),
+    "source_colour": ("the colours are bluer than SDSS galaxies'",
+                      "the colours are redder than SDSS galaxies'"),
 }
 COVERAGE = (0.25, 99.75)  # percentiles of the training images: two measures outside flag
 EXTREMES = (0.0, 100.0)  # ... one measure outside these flags
@@ -92,7 +98,8 @@ def flags(image: Image.Image, training_ranges: dict[str, list[float]]) -> list[F
     beyond = [name for name, (_, _, lowest, highest) in training_ranges.items()
               if not lowest <= values[name] <= highest]
     if len(outside) >= 2 or beyond:
-        found.append(Flag("unlike", "; ".join(FEATURES[name] for name in outside)))
+        found.append(Flag("unlike", "; ".join(
+            FEATURES[name][values[name] > training_ranges[name][1]] for name in outside)))
     return found
 
 
@@ -105,3 +112,17 @@ def shipped_ranges() -> dict[str, list[float]]:
         with open(RANGES_FILE, encoding="utf-8") as handle:
             _ranges_cache[RANGES_FILE] = json.load(handle)["ranges"]
     return _ranges_cache[RANGES_FILE]
+
+
+def flags_as_seen(image: Image.Image, training_ranges: dict[str, list[float]],
+                  framing: FramingStats | None = None) -> list[Flag]:
+    """``flags`` of what the model is shown: where automatic framing (``framing``) re-frames
+    the image, the new frame is judged, so a wide field that framing made look like a training
+    cut-out is not hedged for being wide (its intervals hold again: docs/command-line.md); an
+    image too small to trust is flagged whatever framing does."""
+    frame = choose_frame(image, framing) if framing is not None else None
+    if frame is None or not frame.moved:
+        return flags(image, training_ranges)
+    view = crop(image.convert("RGB"), frame.cx, frame.cy, frame.side, TRAINING_SIDE)
+    small = [f for f in flags(image, training_ranges) if f.code == "too_small"]
+    return small + flags(view, training_ranges)

@@ -10,7 +10,7 @@ from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
 from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
-from galaxy_core.quality import flags, shipped_ranges
+from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.predict import predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.uncertainty import interval_table
@@ -21,10 +21,11 @@ from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, prob
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
 
 
-def image_flags(source, name: str) -> list:
-    """Why this image is unlike the training cut-outs ([] when it is not)."""
+def image_flags(source, name: str, framing) -> list:
+    """Why what the model sees of this image is unlike the training cut-outs ([] when it is
+    not)."""
     try:
-        return flags(open_image(source, name).convert("RGB"), shipped_ranges())
+        return flags_as_seen(open_image(source, name).convert("RGB"), shipped_ranges(), framing)
     except ImageError:
         return []
 
@@ -113,7 +114,8 @@ if result.frame.empty:
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
-unlike = [image_flags(source, labels[k]) for source, k in zip(good_sources, result.kept)]
+unlike = [image_flags(source, labels[k], framing)
+          for source, k in zip(good_sources, result.kept)]
 
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")

@@ -138,15 +138,17 @@ def test_the_predict_cli_frames_by_default_and_writes_the_flags(tmp_path):
     assert main(["--images", str(folder), "--out", str(out), "--no-tta", "--flags",
                  str(flagged)]) == 0
     framed = pd.read_csv(out).set_index("GalaxyID")  # framing is on by default
-    assert main(["--images", str(folder), "--out", str(out), "--no-tta", "--no-frame"]) == 0
+    framed_flags = pd.read_csv(flagged).set_index("GalaxyID")
+    assert main(["--images", str(folder), "--out", str(out), "--no-tta", "--no-frame",
+                 "--flags", str(flagged)]) == 0
     plain = pd.read_csv(out).set_index("GalaxyID")
+    plain_flags = pd.read_csv(flagged).set_index("GalaxyID")
     assert not np.allclose(plain.loc["small"], framed.loc["small"])  # re-framed
     assert np.allclose(plain.loc["blank"], framed.loc["blank"])  # nothing found: as it was
-    table = pd.read_csv(flagged).set_index("GalaxyID")
-    assert "blank" in table.loc["blank", "flags"]
-    # the wide field is flagged too (its galaxy covers far less of the frame than any training
-    # galaxy's), whether or not framing is asked for: the flags judge the image as uploaded
-    assert "small" in table.index
+    assert "blank" in framed_flags.loc["blank", "flags"]
+    # the flags judge what the model sees: the wide field is unlike the training cut-outs as it
+    # is (its galaxy covers far less of the frame), not once framing has zoomed in on it
+    assert "small" in plain_flags.index and "small" not in framed_flags.index
 
 
 def test_the_fast_median_and_percentile_equal_numpys():
@@ -221,3 +223,19 @@ def test_the_framing_report_prints_rmse_and_interval_coverage_per_case(tmp_path,
         assert row["off_coverage"] == row["on_coverage"] == 1.0
     printed = capsys.readouterr().out
     assert "| as in Kaggle | 100.0% | 100.0% |" in printed
+
+
+@pytest.mark.parametrize("side, expect", [
+    ("low", "smoother than a sky with noise"), ("high", "textured, not smooth sky")])
+def test_an_unlike_flag_says_on_which_side_of_the_training_range_a_measure_fell(
+        monkeypatch, side, expect):
+    from galaxy_core import quality
+
+    ranges = {name: [1.0, 2.0, 0.5, 2.5] for name in quality.FEATURES}
+    values = {name: 1.5 for name in quality.FEATURES}
+    values["sky_texture"] = 0.0 if side == "low" else 3.0  # beyond every training image
+    monkeypatch.setattr(quality, "measures", lambda image: values)
+    found = quality.flags(kaggle_like(), ranges)
+    assert [f.code for f in found] == ["unlike"]
+    assert found[0].message == quality.FEATURES["sky_texture"][side == "high"]
+    assert expect in found[0].message

@@ -32,7 +32,7 @@ from galaxy_core.files import write_text
 from galaxy_core.fits import BandSet, group_band_files
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
 from galaxy_core.images import ImageError, open_image
-from galaxy_core.quality import flags, shipped_ranges
+from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.predict import PredictionResult, predict_files
 from galaxy_core.schema import ANSWER_COLUMNS
 from galaxy_core.uncertainty import interval_table
@@ -64,12 +64,13 @@ def collect_images(items) -> tuple[list, list[str]]:
     return sources, names
 
 
-def write_flags(path: str, sources, names, galaxy_ids) -> None:
-    """GalaxyID,flags for every image unlike the training cut-outs (a header alone: none)."""
+def write_flags(path: str, sources, names, galaxy_ids, framing=None) -> None:
+    """GalaxyID,flags for every image whose view (re-framed, with ``framing``) is unlike the
+    training cut-outs (a header alone: none)."""
     ranges, rows = shipped_ranges(), []
     for source, name, galaxy_id in zip(sources, names, galaxy_ids):
         try:
-            found = flags(open_image(source, name).convert("RGB"), ranges)
+            found = flags_as_seen(open_image(source, name).convert("RGB"), ranges, framing)
         except ImageError:
             continue
         if found:
@@ -168,7 +169,8 @@ def main(argv=None) -> int:
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
     if args.flags:
         write_flags(args.flags, [sources[i] for i in result.kept],
-                    [names[i] for i in result.kept], result.frame["GalaxyID"])
+                    [names[i] for i in result.kept], result.frame["GalaxyID"],
+                    shipped_stats() if args.frame else None)
     if args.intervals:
         table = interval_table(loaded.calibration, result.frame["GalaxyID"],
                                result.frame[list(ANSWER_COLUMNS)].to_numpy())

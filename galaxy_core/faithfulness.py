@@ -251,6 +251,23 @@ def score_map(explained: ExplainedImage, answer_column: str, heatmap: np.ndarray
             "probability": scored.original}
 
 
+TIE = 0.005  # areas closer than this count as the same, in what the page says
+
+
+def against_centre(scores: dict[str, float], centre: dict[str, float]) -> str:
+    """One plain sentence: how a map's two areas compare with the centred blob's on one image
+    (deletion: lower is better; insertion: higher is better)."""
+    def verdict(better: float) -> str:
+        return "as good as" if abs(better) < TIE else "better than" if better > 0 else "worse than"
+
+    deletion = verdict(centre["deletion"] - scores["deletion"])
+    insertion = verdict(scores["insertion"] - centre["insertion"])
+    if deletion == insertion:
+        return f"On this image the map is {deletion} a centred blob on both curves."
+    return (f"On this image the map is {deletion} a centred blob on deletion and {insertion} it "
+            f"on insertion.")
+
+
 def _mean_sd(values) -> tuple[float, float]:
     values = np.asarray(values, dtype=np.float64)
     return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0

@@ -11,7 +11,7 @@ from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_NAMES, METHODS,
                                  CamError, colorbar_image, heatmap_image, overlay, png_bytes,
                                  what_red_means)
-from galaxy_core.faithfulness import MIN_PROBABILITY, beating_sentence
+from galaxy_core.faithfulness import MIN_PROBABILITY, against_centre, beating_sentence
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -120,6 +120,13 @@ overlay_col.image(blended, caption="overlay", width="stretch")
 legend_col, score_col = st.columns(2)
 with legend_col:
     legend(answer)
+if st.toggle("Compare the five methods side by side", value=False,
+             help="For teaching: the same answer, layer and views, explained by each method."):
+    st.markdown(f"**The five methods** for *{answer_name(answer)}*, layer `{layer}`")
+    for column, other in zip(st.columns(len(METHODS)), METHODS):
+        column.image(overlay(shown, explained.heatmap(answer, other, layer), opacity),
+                     caption=METHOD_NAMES[other], width="stretch")
+    st.caption(what_red_means(answer))
 verdict = walk_tree(preds, loaded.trained_columns)
 st.subheader("Why this verdict?")
 st.markdown(f"**Verdict:** {verdict.text}. One map per question the verdict walked, each for "
@@ -129,14 +136,7 @@ for column, (step, step_map) in zip(st.columns(max(1, len(verdict.steps))),
                                    explained.verdict_maps(method, layer)):
     column.image(overlay(shown, step_map, opacity), width="stretch",
                  caption=f"Q{step.question.number} {step.question.topic} → {step.answer.label} "
-                         f"({step.share:.0%} of the question)")
-
-if st.toggle("Compare the five methods side by side", value=False,
-             help="For teaching: the same answer, layer and views, explained by each method."):
-    for column, other in zip(st.columns(len(METHODS)), METHODS):
-        column.image(overlay(shown, explained.heatmap(answer, other, layer), opacity),
-                     caption=METHOD_NAMES[other], width="stretch")
-    st.caption(what_red_means(answer))
+                         f"({step.share:.0%} of the predicted votes)")
 
 # the PNG is made when the button is clicked (encoding it took half of every rerun's time)
 st.download_button("Download overlay (PNG)", lambda: png_bytes(blended),
@@ -156,14 +156,19 @@ with score_col:
         scores = map_scores(loaded, source, explained, answer, method, layer)
         centre = map_scores(loaded, source, explained, answer, None, None)  # no extra pass
         deletion_col, insertion_col = st.columns(2)
+        deletion_delta = round(scores["deletion"] - centre["deletion"], 2)
+        insertion_delta = round(scores["insertion"] - centre["insertion"], 2)
         deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
-                            delta=f"{scores['deletion'] - centre['deletion']:+.2f} vs centre",
-                            delta_color="inverse")
+                            delta=f"{deletion_delta:+.2f} vs centre",
+                            delta_color="inverse" if deletion_delta else "off")
         insertion_col.metric("Insertion AUC (higher is better)", f"{scores['insertion']:.2f}",
-                             delta=f"{scores['insertion'] - centre['insertion']:+.2f} vs centre")
+                             delta=f"{insertion_delta:+.2f} vs centre",
+                             delta_color="normal" if insertion_delta else "off")
+        st.markdown(against_centre(scores, centre))
     st.caption("Can this map be trusted? Deletion: the pixels it marks red are replaced by sky, "
                "most important first; if they matter, the probability falls fast (area under "
                "the curve, relative to the unperturbed probability). Insertion: they are put "
-               "back into a blurred image; if they matter, it comes back fast. *vs centre*: the "
+               "back into a blurred image; if they matter, it comes back fast (above 1: the "
+               "pixels it marks raise the probability beyond the original's). *vs centre*: the "
                "same for a plain blob on the middle of the image, which any useful map must "
                "beat." + measured)

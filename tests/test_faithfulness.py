@@ -182,3 +182,15 @@ def test_evaluate_cli_end_to_end(galaxy_folder, checkpoint_file, tmp_path):
     # without --json there is nothing to write to
     with pytest.raises(SystemExit):
         main(["--evaluate", "--images", galaxy_folder["images"]])
+
+
+def test_the_page_says_in_words_how_a_map_compares_with_the_centre():
+    centre = {"deletion": 0.50, "insertion": 0.60}
+    said = faithfulness.against_centre
+    assert said({"deletion": 0.30, "insertion": 0.90}, centre) == \
+        "On this image the map is better than a centred blob on both curves."
+    assert said({"deletion": 0.70, "insertion": 0.601}, centre) == (
+        "On this image the map is worse than a centred blob on deletion and as good as it on "
+        "insertion.")
+    assert "better than a centred blob on deletion and worse than it" in said(
+        {"deletion": 0.40, "insertion": 0.50}, centre)

@@ -41,6 +41,7 @@ def test_defaults_legend_scores_and_the_verdict_row():
     labels = [m.label for m in at.metric]
     assert any(label.startswith("Deletion AUC") for label in labels)
     assert any(label.startswith("Insertion AUC") for label in labels)
+    assert any(m.value.startswith("On this image the map is ") for m in at.markdown)
     assert any(s.value == "Why this verdict?" for s in at.subheader)
     # the model sees, heatmap, overlay, the colour bar, then one map per question walked
     assert len(at.get("image")) == 4 + len(verdict.steps)

@@ -11,7 +11,7 @@ from galaxy_core.fits import BandSet, group_band_files, is_fits
 from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.quality import flags_as_seen, shipped_ranges
-from galaxy_core.predict import predict_files, submission_csv_bytes
+from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.uncertainty import interval_table
 from galaxy_core.verdict import walk_tree
@@ -96,6 +96,19 @@ sources = [uploads[i].getvalue() for i in singles] + [
     for _, index in triplets] + [names[c] for c in chosen]
 labels = [upload_names[i] for i in singles] + [f"{stem}.fits" for stem, _ in triplets] + [
     f"{c}.jpg" for c in chosen]
+# one row per GalaxyID (the file name's stem), as in a Kaggle CSV: a second image of the same
+# name (uploaded twice, or uploaded and picked as a sample) is left out, and the page says so
+kept_ids, unique, repeated = set(), [], []
+for source, label in zip(sources, labels):
+    if galaxy_id_of(label) in kept_ids:
+        repeated.append(label)
+    else:
+        kept_ids.add(galaxy_id_of(label))
+        unique.append((source, label))
+sources, labels = [s for s, _ in unique], [label for _, label in unique]
+if repeated:
+    st.warning(f"Left out, as a galaxy of the same name is already here (one row per GalaxyID): "
+               f"{', '.join(repeated)}. Rename a file to classify it too.")
 if not sources:
     st.info("Upload one or more images, or pick a sample galaxy, to see what the model says.")
     st.stop()

@@ -148,6 +148,19 @@ def test_classify_an_upload_shows_verdict_and_37_probabilities():
     assert at.get("download_button")
 
 
+def test_classify_keeps_one_row_per_galaxy_id_and_says_which_it_left_out():
+    """A Kaggle CSV has one row per GalaxyID: a sample uploaded and also picked is shown once."""
+    at = app("pages/classify.py")
+    name = sorted(os.listdir(paths.SAMPLE_IMAGES))[0]
+    sample = os.path.join(paths.SAMPLE_IMAGES, name)
+    at.file_uploader[0].set_value((name, open(sample, "rb").read(), "image/jpeg"))
+    at.multiselect[0].set_value([os.path.splitext(name)[0]])
+    at.run()
+    assert not at.exception
+    assert len(verdicts(at)) == 1
+    assert any(name in w.value and "one row per GalaxyID" in w.value for w in at.warning)
+
+
 def test_classify_shows_each_learned_answers_calibrated_interval(tmp_path):
     loaded = load_checkpoint(paths.DEFAULT_MODEL)
     assert loaded.calibration is not None  # the shipped model carries its intervals

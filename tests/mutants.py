@@ -156,6 +156,18 @@ MUTANTS = (
            "the server's warm-up computes the Grad-CAM page's default image under another cache "
            "key than the page reads, so the first visitor still waits", (
                "tests/test_gradcam_page.py",)),
+    Mutant("framing-off-by-default", "galaxy_core/framing.py",
+           "FRAMING_BY_DEFAULT = True", "FRAMING_BY_DEFAULT = False",
+           "automatic framing is off unless asked for, so a wide field is predicted as it is",
+           ("tests/test_framing.py",)),
+    Mutant("framing-picks-the-nearest-speck", "galaxy_core/framing.py",
+           "    elif near.any():", "    elif False:",
+           "with no source over the centre, framing takes the closest speck, not the galaxy",
+           ("tests/test_framing.py",)),
+    Mutant("unlike-flag-says-one-side", "galaxy_core/quality.py",
+           "FEATURES[name][values[name] > training_ranges[name][1]]", "FEATURES[name][1]",
+           "an unlike-flag says 'too much' even where the measure fell below the training range",
+           ("tests/test_framing.py",)),
 )
 
 

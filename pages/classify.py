@@ -49,7 +49,9 @@ def interval_caption(calibration, tta: bool) -> str:
             f"{calibration.level:.0%} of galaxies like the training ones{held}. It is "
             f"calibrated for the {TTA_VIEWS}-view average" +
             ("." if tta else ", so with one view it holds a little less often.") +
-            " For an image flagged as unlike the training images it promises nothing.")
+            " For an image flagged as unlike the training images it promises nothing, and for "
+            "a galaxy cut out much tighter or off centre it holds less often even when the "
+            "image is not flagged (the shipped model's measurement is in docs/command-line.md).")
 
 
 st.title("🔭 Classify galaxies")

@@ -161,16 +161,26 @@ def main(argv=None) -> int:
                     learned_targets(targets, loaded.trained_columns))["all"]["coverage"]
         rows.append(row)
         print(f"{name:32s} off {row['off']:.4f}  on {row['on']:.4f}", flush=True)
-    if args.cost_only:
-        rng = np.random.default_rng(0)
-        for name, zoom, shift in (CASES[0], CASES[1]):
-            cost = framing_cost(loaded, stats, [reframe(image, zoom, shift, rng)
+    if rows:
+        print_tables(rows, len(validation), args.seed, args.tta, loaded)
+    # what framing costs beside a one-view prediction of the same images
+    costs = {name: framing_cost(loaded, stats, [reframe(image, zoom, shift, rng)
                                                 for image in originals[:64]])
-            print(cost_line(name, cost), flush=True)
-        return 0
+             for name, zoom, shift in (CASES[0], CASES[1])}
+    print()
+    for name, cost in costs.items():
+        print(cost_line(name, cost), flush=True)
+    if args.json:
+        write_json(args.json, {"rows": rows, "galaxies": len(validation), "tta": args.tta,
+                               "checkpoint": loaded.path, "cost_ms": costs})
+    return 0
+
+
+def print_tables(rows: list[dict], galaxies: int, seed: int, tta: bool, loaded) -> None:
+    """The RMSE table, then (for a checkpoint with intervals) the coverage table."""
     base = rows[0]["off"]
-    print(f"\n{len(validation)} validation galaxies (split seed {args.seed}), "
-          f"{'8 views' if args.tta else 'one view'}, {loaded.path}")
+    print(f"\n{galaxies} validation galaxies (split seed {seed}), "
+          f"{'8 views' if tta else 'one view'}, {loaded.path}")
     print(f"| framing | framing off | ratio | framing on | ratio |\n|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['case']} | {row['off']:.4f} | {row['off'] / base:.2f}x | "
@@ -181,17 +191,6 @@ def main(argv=None) -> int:
         print("| framing | framing off | framing on |\n|---|---|---|")
         for row in rows:
             print(f"| {row['case']} | {row['off_coverage']:.1%} | {row['on_coverage']:.1%} |")
-    # what framing costs beside a one-view prediction of the same images
-    costs = {name: framing_cost(loaded, stats, [reframe(image, zoom, shift, rng)
-                                                for image in originals[:64]])
-             for name, zoom, shift in (CASES[0], CASES[1])}
-    print()
-    for name, cost in costs.items():
-        print(cost_line(name, cost))
-    if args.json:
-        write_json(args.json, {"rows": rows, "galaxies": len(validation), "tta": args.tta,
-                               "checkpoint": loaded.path, "cost_ms": costs})
-    return 0
 
 
 if __name__ == "__main__":

@@ -79,12 +79,17 @@ def ranges(all_measures: list[dict[str, float]]) -> dict[str, list[float]]:
                    for q in (*COVERAGE, *EXTREMES)] for name in FEATURES}
 
 
+def too_small(image: Image.Image) -> list[Flag]:
+    """The "too small" flag, if ``image`` is (a list, so it starts ``flags``'s)."""
+    if min(image.size) >= MIN_SIDE:
+        return []
+    return [Flag("too_small", f"{image.width}x{image.height} px is small (the training images "
+                              f"are {TRAINING_SIDE} px; under {MIN_SIDE} px is flagged)")]
+
+
 def flags(image: Image.Image, training_ranges: dict[str, list[float]]) -> list[Flag]:
     """What makes ``image`` unlike the training cut-outs ([] when nothing does)."""
-    found = []
-    if min(image.size) < MIN_SIDE:
-        found.append(Flag("too_small", f"{image.width}x{image.height} px is small (the training "
-                                       f"images are 424 px; under {MIN_SIDE} px is flagged)"))
+    found = too_small(image)
     grey = np.asarray(image.convert("L").resize((64, 64), Image.Resampling.BOX), np.float32)
     if grey.std() < 2.0 or np.mean(grey >= 250) > 0.5:
         found.append(Flag("blank", "the image is blank or saturated"))
@@ -124,5 +129,4 @@ def flags_as_seen(image: Image.Image, training_ranges: dict[str, list[float]],
     if frame is None or not frame.moved:
         return flags(image, training_ranges)
     view = crop(image.convert("RGB"), frame.cx, frame.cy, frame.side, TRAINING_SIDE)
-    small = [f for f in flags(image, training_ranges) if f.code == "too_small"]
-    return small + flags(view, training_ranges)
+    return too_small(image) + flags(view, training_ranges)

@@ -1,6 +1,5 @@
 """Classify: upload images (or pick samples) -> verdict, 37 probabilities, Kaggle CSV."""
 
-import os
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +15,7 @@ from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.uncertainty import interval_table
 from galaxy_core.verdict import walk_tree
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, probabilities_frame,
-                          probability_chart, sample_paths)
+                          probability_chart, sample_choices, sample_title)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
 
@@ -65,12 +64,11 @@ uploads = checked_uploads(st.file_uploader(
          "images (424 px)."))
 st.caption(f"{UPLOAD_LIMIT_TEXT}. Best with colour cut-outs centred on the galaxy.")
 
-samples = sample_paths()
-names = {os.path.splitext(os.path.basename(p))[0]: p for p in samples}
+names = sample_choices()
 if "classify_samples" in st.session_state:  # handed over by the Home gallery
-    st.session_state["classify_pick"] = [os.path.splitext(os.path.basename(p))[0]
-                                         for p in st.session_state.pop("classify_samples")
-                                         if p in samples]
+    name_of = {path: name for name, path in names.items()}
+    st.session_state["classify_pick"] = [name_of[p] for p in st.session_state.pop(
+        "classify_samples") if p in name_of]
 chosen = st.multiselect("…or pick shipped sample galaxies", list(names), key="classify_pick")
 left, middle, right = st.columns([1, 2, 2])
 left.button("Try 4 samples", help="one click: classify four shipped galaxies",
@@ -97,7 +95,7 @@ sources = [uploads[i].getvalue() for i in singles] + [
     BandSet(*(uploads[i].getvalue() for i in index), names=tuple(upload_names[i] for i in index))
     for _, index in triplets] + [names[c] for c in chosen]
 labels = [upload_names[i] for i in singles] + [f"{stem}.fits" for stem, _ in triplets] + [
-    f"{c}.jpg" for c in chosen]
+    sample_title(c) for c in chosen]
 # one row per GalaxyID (the file name's stem), as in a Kaggle CSV: a second image of the same
 # name (uploaded twice, or uploaded and picked as a sample) is left out, and the page says so
 kept_ids, unique, repeated = set(), [], []

@@ -5,7 +5,6 @@ Another page hands a query over by setting ``st.session_state["similar_query"]``
 """
 
 import logging
-import os
 
 import pandas as pd
 import streamlit as st
@@ -18,8 +17,8 @@ from galaxy_core.similarity import (SimilarityError, check_checkpoint, dataset_i
                                     search, update_index)
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, admin_gate, checked_uploads,
                           configured_datasets, dataset_picker, embedder_for, index_build_lock,
-                          is_admin, query_embedding, read_labels_cached, sample_paths,
-                          similarity_index, thumb)
+                          is_admin, query_embedding, read_labels_cached, sample_choices,
+                          sample_title, similarity_index, thumb)
 
 log = logging.getLogger("galaxy_app")
 
@@ -135,11 +134,11 @@ try:
         query_vector = index.vector_of(query_id)
         shown = thumb(image_path(dataset.images, query_id), 320, loaded.preprocess.crop_fraction)
     elif source == FROM_SAMPLE:
-        samples = {os.path.splitext(os.path.basename(p))[0]: p for p in sample_paths()}
+        samples = sample_choices()
         query_id = st.selectbox("Sample galaxy", list(samples), key="similar_sample")
         with open(samples[query_id], "rb") as handle:
             data = handle.read()
-        query_vector = query_embedding(loaded, data, f"{query_id}.jpg")
+        query_vector = query_embedding(loaded, data, sample_title(query_id))
         shown = thumb(samples[query_id], 320, loaded.preprocess.crop_fraction)
     else:
         if source == FROM_UPLOAD:

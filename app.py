@@ -11,7 +11,8 @@ logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # a no-op if serve.p
 st.set_page_config(page_title="Galaxy Zoo morphology", page_icon="🌌", layout="wide")
 
 navigation = st.navigation([
-    st.Page("pages/home.py", title="Home", icon="🏠", url_path="home", default=True),
+    # the default page lives at the root URL ("/"); Streamlit ignores a url_path given to it
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/classify.py", title="Classify", icon="🔭", url_path="classify"),
     st.Page("pages/gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),
     st.Page("pages/browse.py", title="Dataset browser", icon="🗂️", url_path="browse"),

@@ -2,6 +2,12 @@
 shipped model: first render, an opacity step, a new answer, method and layer, the five-method
 comparison. Prints seconds per action (median of ``--repeats``) and saves screenshots.
 
+The first render is timed three ways: from the sidebar while the app is open on its home page
+(what a class does), in a new tab while another tab has the app open, and in a new tab with no
+tab of the app open (the browser then starts a new page process for the site). For reference the
+same new-tab loads are timed for the app's home page and for a one-line Streamlit app (Streamlit's
+own floor on this machine, before any of this app's work).
+
 Up to three times per action: *shown*, until what the action changes is on the screen (the new
 overlay picture, the line naming the new answer, method or layer, the five pictures of the
 comparison); *scored*, for a new map, until its faithfulness numbers have changed too; and
@@ -12,8 +18,7 @@ the server's last message (measured with the websocket frames), so *idle* overst
     python -m bench.gradcam_browser [--url http://127.0.0.1:PORT] [--shots DIR] [--repeats 3]
 
 Without ``--url`` it starts the app (serve.py) on a free port with GALAXY_RUNS_DIR in a
-temporary folder. For reference it also times the first render of the home page's sidebar
-navigation (Streamlit's own page load, before any of this app's work).
+temporary folder.
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/
 IMAGES = '[data-testid="stImage"] img'
 OVERLAY = f"{IMAGES} >> nth=2"  # the main row's third picture
 RUNNING = '[data-testid="stStatusWidget"]'
+NAVIGATION = '[data-testid="stSidebarNav"]'
+METRIC = '[data-testid="stMetric"]'
 WARMED = "default image computed in advance"  # pages.common.keep_warm's log line
+PLAIN_TEXT = "A one-line Streamlit app"
+TITLE = "Grad-CAM: where does the model look?"  # the page's title, without its icon
 
 
 # learned answers of the shipped model, tried in turn: for the default sample (100204) each has
@@ -65,6 +74,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_health(url: str, process, log_path: str, ready=lambda text: True,
+                    timeout_s: float = 120) -> None:
+    """Return once ``url`` answers its health check and ``ready(log text)`` holds."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                with open(log_path, encoding="utf-8", errors="replace") as log:
+                    if ready(log.read()):
+                        return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise RuntimeError(f"{url} did not start within {timeout_s:.0f} s")
+
+
+def start_plain_streamlit(folder: str):
+    """A one-line Streamlit app (``st.write``), served the same way: Streamlit's own floor."""
+    script = os.path.join(folder, "plain.py")
+    with open(script, "w", encoding="utf-8") as out:
+        out.write(f"import streamlit as st\nst.write({PLAIN_TEXT!r})\n")
+    port = free_port()
+    log_path = os.path.join(folder, "plain.log")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_health(url, process, log_path)
+    return process, url
+
+
 def start_server(runs_dir: str):
     """The app as ``make run`` serves it; returns once it answers and, unless GALAXY_WARM_UP=0,
     once its warm-up has computed the Grad-CAM page's default image (its log says so)."""
@@ -78,23 +122,16 @@ def start_server(runs_dir: str):
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     warming = os.environ.get("GALAXY_WARM_UP", "1") != "0"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                with open(log_path, encoding="utf-8", errors="replace") as log:
-                    text = log.read()
-                if not warming or WARMED in text:
-                    return process, url
-                if "could not warm" in text or "no shipped samples" in text or \
-                        "warming up the Grad-CAM page failed" in text:
-                    process.terminate()
-                    raise RuntimeError(f"the app's warm-up did not happen: {text[-1000:]}")
-        except OSError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise RuntimeError("the app did not start (and warm up) within 120 s")
+
+    def warmed(text: str) -> bool:
+        if any(failure in text for failure in ("could not warm", "no shipped samples",
+                                               "warming up the Grad-CAM page failed")):
+            process.terminate()
+            raise RuntimeError(f"the app's warm-up did not happen: {text[-1000:]}")
+        return not warming or WARMED in text
+
+    wait_for_health(url, process, log_path, warmed)
+    return process, url
 
 
 def overlay_src(page) -> str:
@@ -162,6 +199,53 @@ def timed_load(page, url: str, ready_selector: str,
     return shown, time.perf_counter() - start, scored
 
 
+def time_new_tabs(browser, times, url: str, ready: str, scored: str | None, label: str,
+                  repeats: int, context=None) -> None:
+    """Time ``repeats`` loads of ``url`` in a new tab, first with no tab of the site open (the
+    browser starts a new page process for it), then with another tab open on it."""
+    own = context is None
+    if own:
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        warm = context.new_page()  # Streamlit's scripts into the browser's cache
+        warm.goto(url, timeout=120_000)
+        warm.locator(ready).first.wait_for(timeout=180_000)
+        settle(warm)
+        warm.close()
+    for _ in range(repeats):
+        page = context.new_page()
+        times.setdefault(f"{label}, new tab, no tab of it open", []).append(
+            timed_load(page, url, ready, scored))
+        page.close()
+    other = context.new_page()
+    other.goto(url, timeout=120_000)
+    other.locator(ready).first.wait_for(timeout=180_000)
+    settle(other)
+    for _ in range(repeats):
+        page = context.new_page()
+        times.setdefault(f"{label}, new tab, another tab open", []).append(
+            timed_load(page, url, ready, scored))
+        page.close()
+    other.close()
+    if own:
+        context.close()
+
+
+def sidebar_link(page, title: str):
+    return page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first
+
+
+def opened_gradcam(page):
+    """Whether the Grad-CAM page has replaced the home page and shows its overlay (a picture
+    the home page did not have)."""
+    before = set(page.locator(IMAGES).evaluate_all("images => images.map(i => i.src)"))
+
+    def done() -> bool:
+        if page.get_by_text(TITLE).count() == 0 or page.locator(IMAGES).count() < 3:
+            return False
+        return overlay_src(page) not in before | {""}
+    return done
+
+
 def changes_overlay(page):
     before = overlay_src(page)
     return lambda: overlay_src(page) not in ("", before)
@@ -200,28 +284,46 @@ def main(argv=None) -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--no-sandbox", "--disable-gpu"])
+            # Streamlit's own floor: a one-line app, loaded as the rows below load this one
+            plain_process, plain_url = start_plain_streamlit(runs)
+            try:
+                time_new_tabs(browser, times, plain_url, f"text={PLAIN_TEXT}", None,
+                              "reference: one-line Streamlit app", args.repeats)
+            finally:
+                plain_process.terminate()
+                plain_process.wait(20)
             # one context for every tab: after the first page Streamlit's scripts come from the
             # browser's cache, as for anyone who has opened the app before
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
             # load the model once (the home page's sidebar does), as a class would have the
-            # app open already; then the Grad-CAM page of a galaxy no session has seen yet
+            # app open already
             page = context.new_page()
-            page.goto(f"{url}/home", timeout=120_000)
+            page.goto(f"{url}/", timeout=120_000)
             page.get_by_text("In use:").first.wait_for(timeout=180_000)
             settle(page)
             page.close()
+            time_new_tabs(browser, times, f"{url}/", NAVIGATION, None,
+                          "reference: the app's home page", args.repeats, context)
+            time_new_tabs(browser, times, f"{url}/gradcam", OVERLAY, METRIC,
+                          "first render", args.repeats, context)
+            home = context.new_page()
+            home.goto(f"{url}/", timeout=120_000)
+            home.locator(NAVIGATION).first.wait_for(timeout=180_000)
+            settle(home)
+            for _ in range(args.repeats):
+                times.setdefault("first render, from the sidebar (app open on Home)", []).append(
+                    timed_change(home, None, opened_gradcam(home), scored=True,
+                                 prepare=lambda: sidebar_link(home, "Grad-CAM").click))
+                sidebar_link(home, "Home").click()
+                home.get_by_text(TITLE).first.wait_for(state="detached", timeout=60_000)
+                settle(home)
+            home.close()
+            # the steps below, each on a tab opened with no other tab of the app open
             for _ in range(args.repeats):
                 page = context.new_page()
-                times.setdefault("reference: home page's navigation", []).append(
-                    timed_load(page, f"{url}/home", '[data-testid="stSidebarNav"]'))
-                page.close()
-            first_render = ("first render (default galaxy, computed at server start)"
-                            if os.environ.get("GALAXY_WARM_UP", "1") != "0" else
-                            "first render (default galaxy; the first of these computes it)")
-            for _ in range(args.repeats):
-                page = context.new_page()
-                times.setdefault(first_render, []).append(
-                    timed_load(page, f"{url}/gradcam", OVERLAY, '[data-testid="stMetric"]'))
+                page.goto(f"{url}/gradcam", timeout=120_000)
+                page.locator(OVERLAY).first.wait_for(timeout=180_000)
+                settle(page)
                 slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
                 for key in ("ArrowRight", "ArrowLeft"):
                     times.setdefault("opacity step", []).append(timed_change(
@@ -285,9 +387,9 @@ def main(argv=None) -> int:
             process.wait(20)
         shutil.rmtree(runs, ignore_errors=True)
     print(f"load average: {os.getloadavg()}")
-    print(f"{'action':56s} {'shown s':>8s} {'scored s':>9s} {'idle s':>7s}  all (shown/idle)")
+    print(f"{'action':66s} {'shown s':>8s} {'scored s':>9s} {'idle s':>7s}  all (shown/idle)")
     for name, values in times.items():
-        print(f"{name:56s} {median(values, 0):8.2f} {median(values, 2):9.2f} "
+        print(f"{name:66s} {median(values, 0):8.2f} {median(values, 2):9.2f} "
               f"{median(values, 1):7.2f}  "
               + " ".join(f"{v[0]:.2f}/{v[1]:.2f}" for v in values))
     return 0

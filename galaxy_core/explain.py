@@ -43,7 +43,7 @@ from PIL import Image
 
 from . import augment
 from .checkpoint import LoadedModel
-from .images import display_crop, normalize, prepare_for_model
+from .images import display_crop, normalize, prepare, prepare_framed
 from .schema import ANSWER_BY_COLUMN, ANSWER_COLUMNS, COLUMN_INDEX
 from .verdict import Step, top_answer, walk_tree
 
@@ -167,12 +167,13 @@ class ExplainedImage:
     right-angle rotations; each view's map is turned back and the maps averaged, and the
     probability is the views' mean. A galaxy has no orientation, so what drives an answer should
     not depend on it; the average also fills in the dotted lattice of the pixel-wise methods.
-    ``display``: the region the model sees at display size, for overlays (optional)."""
+    ``display``: the region the model sees at display size, for overlays (optional).
+    ``frame``: the ``framing.Frame`` automatic framing chose for the image (None: framing off)."""
 
     def __init__(self, loaded: LoadedModel, image_uint8: torch.Tensor, tta: bool = False,
-                 layers=LAYERS, display: np.ndarray | None = None):
+                 layers=LAYERS, display: np.ndarray | None = None, frame=None):
         _check_autograd()
-        self.loaded, self.tta, self.display = loaded, tta, display
+        self.loaded, self.tta, self.display, self.frame = loaded, tta, display, frame
         self.layers = _check_layers(layers)
         self.image = image_uint8  # (3,S,S) uint8, what the model sees
         x = normalize(image_uint8.unsqueeze(0).to(loaded.device), loaded.preprocess)
@@ -270,18 +271,23 @@ def compute_cam(loaded: LoadedModel, image_uint8: torch.Tensor, answer_column: s
 
 
 def explain_source(loaded: LoadedModel, source, name: str | None = None, tta: bool = False,
-                   display_size: int = 320) -> ExplainedImage:
-    """An image file or bytes, decoded once for the model and once for display, seen once."""
-    image = prepare_for_model(source, loaded.preprocess, name)
-    shown = display_crop(source, loaded.preprocess, display_size)
-    return ExplainedImage(loaded, image, tta, display=shown)
+                   display_size: int = 320, framing=None) -> ExplainedImage:
+    """An image file or bytes, decoded once for the model and once for display, seen once.
+    ``framing`` (a ``framing.FramingStats``): frame the galaxy first, as predictions do."""
+    preprocess = loaded.preprocess
+    image, frame = prepare_framed(source, preprocess.image_size, preprocess.crop_fraction, name,
+                                  framing)
+    shown = display_crop(source, preprocess, display_size, framing, name)
+    return ExplainedImage(loaded, image, tta, display=shown, frame=frame)
 
 
 def explain_image(loaded: LoadedModel, source, answer_column=None, method=DEFAULT_METHOD,
-                  layer=DEFAULT_LAYER, name=None, tta: bool = False) -> CamResult:
-    """A class activation map (``method``) of an image file or bytes."""
-    return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),
-                       answer_column, method, layer, tta)
+                  layer=DEFAULT_LAYER, name=None, tta: bool = False, framing=None) -> CamResult:
+    """A class activation map (``method``) of an image file or bytes (``framing``: as in
+    ``explain_source``)."""
+    image = prepare(source, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, name,
+                    framing)
+    return compute_cam(loaded, image, answer_column, method, layer, tta)
 
 
 def _colorize(heatmap: np.ndarray, width: int, height: int, colormap: str) -> np.ndarray:

@@ -225,9 +225,10 @@ def normalize_float(batch: torch.Tensor, preprocess: Preprocess) -> torch.Tensor
     return (batch - mean) / std
 
 
-def display_crop(source, preprocess: Preprocess, size: int = 320, framing=None) -> np.ndarray:
+def display_crop(source, preprocess: Preprocess, size: int = 320, framing=None,
+                 name: str | None = None) -> np.ndarray:
     """The region the model sees, as an RGB uint8 (size, size, 3) array for display and overlays."""
-    return prepare(source, size, preprocess.crop_fraction, framing=framing).permute(1, 2, 0).numpy()
+    return prepare(source, size, preprocess.crop_fraction, name, framing).permute(1, 2, 0).numpy()
 
 
 UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp") + FITS_EXTENSIONS

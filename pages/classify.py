@@ -9,24 +9,14 @@ from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
 from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
-from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.uncertainty import interval_table
 from galaxy_core.verdict import walk_tree
-from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, probabilities_frame,
-                          probability_chart, sample_choices, sample_title)
+from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, image_flags,
+                          probabilities_frame, probability_chart, sample_choices, sample_title)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
-
-
-def image_flags(source, name: str, framing) -> list:
-    """Why what the model sees of this image is unlike the training cut-outs ([] when it is
-    not)."""
-    try:
-        return flags_as_seen(open_image(source, name).convert("RGB"), shipped_ranges(), framing)
-    except ImageError:
-        return []
 
 
 def fits_caption(info: dict) -> str:

@@ -30,9 +30,11 @@ from galaxy_core.checkpoint import CheckpointError, LoadedModel, load_checkpoint
 from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
 from galaxy_core.explain import DEFAULT_LAYER, DEFAULT_METHOD, ExplainedImage, explain_source
-from galaxy_core.images import ImageError, MAX_BYTES, display_crop, upload_problem
+from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
+from galaxy_core.images import ImageError, MAX_BYTES, display_crop, open_image, upload_problem
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
+from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS, answer_name
 from galaxy_core.uncertainty import bounds
 
@@ -125,6 +127,15 @@ def checked_uploads(files) -> list:
         else:
             kept.append(upload)
     return kept
+
+
+def image_flags(source, name: str, framing) -> list:
+    """Why what the model sees of this image is unlike the training cut-outs ([] when it is
+    not; ``framing``: the ``FramingStats`` the prediction used, or None)."""
+    try:
+        return flags_as_seen(open_image(source, name).convert("RGB"), shipped_ranges(), framing)
+    except ImageError:
+        return []
 
 
 # ---- who the visitor is ------------------------------------------------------------------
@@ -446,23 +457,25 @@ def query_embedding(loaded: LoadedModel, data: bytes, name: str) -> np.ndarray:
 # ---- Grad-CAM page: one forward pass per image and views, kept; maps and scores on demand ----
 
 @st.cache_resource(max_entries=4, ttl=1800, show_spinner="Looking at the galaxy…")
-def _explained(model_path: str, model_mtime: float, image_key: str, tta: bool, name: str,
-               _loaded: LoadedModel, _source) -> ExplainedImage:
-    return explain_source(_loaded, _source, name, tta)
+def _explained(model_path: str, model_mtime: float, image_key: str, tta: bool, framed: bool,
+               name: str, _loaded: LoadedModel, _source) -> ExplainedImage:
+    return explain_source(_loaded, _source, name, tta, framing=shipped_stats() if framed else None)
 
 
-def explained_image(loaded: LoadedModel, source, name: str, tta: bool) -> ExplainedImage:
+def explained_image(loaded: LoadedModel, source, name: str, tta: bool,
+                    framed: bool = FRAMING_BY_DEFAULT) -> ExplainedImage:
     """The image seen once by the model (``galaxy_core.explain.ExplainedImage``), shared by
-    every rerun and session that shows the same image and views with the same model file; its
-    maps, gradients and scores are kept inside it. Raises ``ImageError``."""
+    every rerun and session that shows the same image, views and framing with the same model
+    file; its maps, gradients and scores are kept inside it. ``framed``: automatic framing
+    first, as on the Classify page. Raises ``ImageError``."""
     image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
     model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
-    return _explained(loaded.path, model_mtime, image_key, tta, name, loaded, source)
+    return _explained(loaded.path, model_mtime, image_key, tta, framed, name, loaded, source)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _map_scores(model_path: str, model_mtime: float, image_key: str, tta: bool, answer: str,
-                method: str | None, layer: str | None,
+def _map_scores(model_path: str, model_mtime: float, image_key: str, tta: bool, framed: bool,
+                answer: str, method: str | None, layer: str | None,
                 _explained: ExplainedImage) -> dict[str, float]:
     heatmap = None if method is None else _explained.heatmap(answer, method, layer)
     return faithfulness.score_map(_explained, answer, heatmap)
@@ -473,8 +486,8 @@ def map_scores(loaded: LoadedModel, source, explained: ExplainedImage, answer: s
     """Deletion and insertion areas of one map (method None: of the centred map), cached."""
     image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
     model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
-    return _map_scores(loaded.path, model_mtime, image_key, explained.tta, answer, method, layer,
-                       explained)
+    return _map_scores(loaded.path, model_mtime, image_key, explained.tta,
+                       explained.frame is not None, answer, method, layer, explained)
 
 
 @st.cache_data(show_spinner=False)
@@ -505,7 +518,8 @@ def warm_up_gradcam() -> bool:
         return False
     name, path = next(iter(choices.items()))
     loaded = get_model(registry.active_model_path())
-    explained = explained_image(loaded, path, sample_title(name), tta=True)
+    explained = explained_image(loaded, path, sample_title(name), tta=True,
+                                framed=FRAMING_BY_DEFAULT)
     answer = explained.default_answer()
     explained.heatmap(answer, DEFAULT_METHOD, DEFAULT_LAYER)
     explained.verdict_maps(DEFAULT_METHOD, DEFAULT_LAYER)

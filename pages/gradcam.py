@@ -12,12 +12,14 @@ from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_N
                                  CamError, colorbar_image, heatmap_image, overlay, png_bytes,
                                  what_red_means)
 from galaxy_core.faithfulness import MIN_PROBABILITY, against_centre, beating_sentence
+from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from galaxy_core.verdict import walk_tree
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, explained_image,
-                          faithfulness_report, map_scores, sample_choices, sample_title)
+                          faithfulness_report, image_flags, map_scores, sample_choices,
+                          sample_title)
 
 METHOD_HELP = ("Grad-CAM: the classic, one weight per feature map. Grad-CAM++: better when "
                "several regions (arms, a companion) drive the answer. XGrad-CAM: weights scaled "
@@ -55,6 +57,12 @@ with source_col:
                          f"galaxy has no orientation, so neither should what drives an answer; "
                          f"it also smooths the dotted look of HiResCAM and LayerCAM on earlier "
                          f"layers. Off: one view, the map of the image as it is.")
+    framed = st.toggle("Frame the galaxy automatically", value=FRAMING_BY_DEFAULT,
+                       key="gradcam_framing",
+                       help="As on the Classify page: a galaxy far smaller in its frame than "
+                            "the training galaxies (a wide field) is zoomed in on first, so the "
+                            "map explains what the model would classify. Other images are left "
+                            "as they are.")
 if upload is not None:
     source, title = upload.getvalue(), upload.name
 elif sample:
@@ -64,10 +72,14 @@ else:
     st.stop()
 
 try:
-    explained = explained_image(loaded, source, title, tta)
+    explained = explained_image(loaded, source, title, tta, framed)
 except ImageError as exc:
     st.error(f"{exc}. Try another file.")
     st.stop()
+if upload is not None:  # the shipped samples are training cut-outs
+    for flag in image_flags(source, title, shipped_stats() if framed else None):
+        st.warning(f"Unlike the training images: {flag.message}. The model has seen nothing "
+                   f"like this, so its answers, and the maps that explain them, say little.")
 preds = explained.preds
 report = faithfulness_report()
 measured = ""
@@ -114,7 +126,9 @@ st.markdown(f"**{METHOD_NAMES[method]}** of *{answer_name(answer)}* — predicte
             f"**{explained.probability(answer):.3f}** · layer `{layer}`"
             + (f" · averaged over {explained.views} views" if explained.views > 1 else ""))
 original_col, heat_col, overlay_col = st.columns(3)
-original_col.image(shown, caption="what the model sees", width="stretch")
+frame = explained.frame  # what framing did, or why it left an unusual image alone
+how = f" ({frame.why})" if frame is not None and frame.why not in ("", LIKE_TRAINING) else ""
+original_col.image(shown, caption=f"what the model sees{how}", width="stretch")
 heat_col.image(heatmap_image(heatmap, shown.shape[0]), caption="heatmap", width="stretch")
 overlay_col.image(blended, caption="overlay", width="stretch")
 legend_col, score_col = st.columns(2)
@@ -136,7 +150,7 @@ for column, (step, step_map) in zip(st.columns(max(1, len(verdict.steps))),
                                    explained.verdict_maps(method, layer)):
     column.image(overlay(shown, step_map, opacity), width="stretch",
                  caption=f"Q{step.question.number} {step.question.topic} → {step.answer.label} "
-                         f"({step.share:.0%} of the predicted votes)")
+                         f"({step.share:.0%} of Q{step.question.number}'s predicted votes)")
 
 # the PNG is made when the button is clicked (encoding it took half of every rerun's time)
 st.download_button("Download overlay (PNG)", lambda: png_bytes(blended),
@@ -156,8 +170,9 @@ with score_col:
         scores = map_scores(loaded, source, explained, answer, method, layer)
         centre = map_scores(loaded, source, explained, answer, None, None)  # no extra pass
         deletion_col, insertion_col = st.columns(2)
-        deletion_delta = round(scores["deletion"] - centre["deletion"], 2)
-        insertion_delta = round(scores["insertion"] - centre["insertion"], 2)
+        # + 0.0: a tie shows as +0.00, not -0.00
+        deletion_delta = round(scores["deletion"] - centre["deletion"], 2) + 0.0
+        insertion_delta = round(scores["insertion"] - centre["insertion"], 2) + 0.0
         deletion_col.metric("Deletion AUC (lower is better)", f"{scores['deletion']:.2f}",
                             delta=f"{deletion_delta:+.2f} vs centre",
                             delta_color="inverse" if deletion_delta else "off")

@@ -17,6 +17,7 @@ import sys
 from contextlib import contextmanager
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -154,6 +155,27 @@ def test_evaluate_val_split_and_gradcam_options(cli, trained, galaxy_folder, tmp
     assert done.returncode == 0, done.stderr
     width, height = Image.open(png).size
     assert "layercam for" in done.stderr and width == height
+
+
+def test_gradcam_frames_one_image_as_predictions_do(cli, trained, tmp_path):
+    """A wide field is zoomed in on before it is explained (the default, as train.predict and
+    the app do); --no-frame explains the image as it is."""
+    from tests.test_framing import kaggle_like
+    wide = tmp_path / "wide.png"
+    kaggle_like(0.0774 / 2.5).save(wide)
+    pictures = {}
+    for switch in ("--frame", "--no-frame"):
+        out = tmp_path / f"cam{switch}.png"
+        done = cli("train.gradcam", "--checkpoint", trained / "best.pt", "--image", wide,
+                   "--side-by-side", switch, "--out", out)
+        assert done.returncode == 0, done.stderr
+        pictures[switch] = np.asarray(Image.open(out).convert("L"), np.float32)
+    side = pictures["--frame"].shape[0]
+    seen = {switch: picture[:, :side] for switch, picture in pictures.items()}  # the model's view
+    # zoomed in, the galaxy fills far more of the view than in the unframed wide field
+    bright = {switch: (view > view.min() + 0.5 * (view.max() - view.min())).mean()
+              for switch, view in seen.items()}
+    assert bright["--frame"] > 3 * bright["--no-frame"], bright
 
 
 def test_tta_json_scores_one_view_and_eight_views_from_one_pass(cli, trained, galaxy_folder,

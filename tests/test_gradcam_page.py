@@ -5,8 +5,10 @@ re-blends while a new answer costs one backward pass and no forward."""
 import logging
 import threading
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import pages.common
 from galaxy_core import faithfulness, paths
@@ -163,3 +165,39 @@ def test_the_warm_up_quiets_streamlits_context_warning_for_itself_only(monkeypat
     assert "Thread 'other': missing ScriptRunContext!" in messages  # other threads still warn
     assert "Thread 'warm-up': missing ScriptRunContext!" not in messages
     assert not streamlit_log.filters  # removed when the warm-up ends
+
+
+def image_captions(at) -> list[str]:
+    return [picture.caption for element in at.get("image") for picture in element.proto.imgs]
+
+
+def test_an_upload_is_framed_as_the_classify_page_frames_it():
+    """A wide field (a galaxy far smaller in its frame than any training galaxy): the page
+    zooms in on it, as Classify and train.predict do, says so under what the model sees and
+    explains that view; with the switch off it explains the image as it is. A photograph
+    unlike the training images is flagged above its maps."""
+    from tests.test_framing import kaggle_like, png
+    at = app("pages/gradcam.py")
+    at.file_uploader[0].set_value(("wide.png", png(kaggle_like(0.0774 / 2.5)), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    assert widget(at.toggle, "Frame the galaxy automatically").value is True
+    seen = image_captions(at)[0]
+    assert seen.startswith("what the model sees (zoomed in ") and "small in the frame" in seen
+    assert not at.warning  # once framed, it looks like the training cut-outs
+    answers = widget(at.selectbox, "Answer to explain")
+    framed_label = answers.format_func(answers.value)
+    widget(at.toggle, "Frame the galaxy automatically").set_value(False).run()
+    assert not at.exception, at.exception
+    assert image_captions(at)[0] == "what the model sees"
+    answers = widget(at.selectbox, "Answer to explain")
+    assert answers.format_func(answers.value) != framed_label  # another view, other numbers
+    # as it is, the galaxy is far smaller in its frame than the training galaxies
+    assert [w.value for w in at.warning if w.value.startswith("Unlike the training images:")]
+
+    photo = np.zeros((256, 256, 3), np.uint8)
+    photo[..., 0] = np.linspace(40, 250, 256)[None, :]  # a bright, colourful gradient
+    photo[..., 1] = 180
+    at.file_uploader[0].set_value(("photo.png", png(Image.fromarray(photo)), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Unlike the training images:") for w in at.warning)

@@ -304,13 +304,13 @@ def test_gradcam_page_produces_an_overlay_for_every_method():
         assert at.get("download_button")
     # averaged over the 8 views by default, as Classify predicts; one view when switched off
     assert any("averaged over 8 views" in m.value for m in at.markdown)
-    at.toggle[0].set_value(False).run()
+    next(t for t in at.toggle if t.label.startswith("Average over")).set_value(False).run()
     assert not at.exception
     assert not any("averaged over" in m.value for m in at.markdown)
     assert any(m.value.startswith("**LayerCAM** of") for m in at.markdown)
     # for teaching: all five methods side by side
     images = len(at.get("image"))
-    at.toggle[1].set_value(True).run()
+    next(t for t in at.toggle if t.label.startswith("Compare the five")).set_value(True).run()
     assert not at.exception and not at.error
     assert len(at.get("image")) == images + len(METHOD_NAMES)
 

@@ -30,6 +30,7 @@ from galaxy_core.device import select_device
 from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHODS, ExplainedImage,
                                  explain_image, heatmap_image, overlay)
 from galaxy_core.files import replacing, write_json, write_text
+from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
 from galaxy_core.images import ImageError, display_crop, prepare_for_model
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from train.common import check_output_file, checkpoint_or_default, run_cli, setup_logging
@@ -150,6 +151,11 @@ def main(argv=None) -> int:
                         help=f"average the map (and the probability) over the {TTA_VIEWS} flips "
                              f"and right-angle rotations, each map turned back first (default: "
                              f"off for one image, on with --evaluate, as on the Grad-CAM page)")
+    parser.add_argument("--frame", action=argparse.BooleanOptionalAction,
+                        default=FRAMING_BY_DEFAULT,
+                        help="for one --image: zoom in on a galaxy far smaller in its frame than "
+                             "almost every training galaxy first, as train.predict and the app "
+                             "do (default: on; --evaluate scores Kaggle cut-outs as they are)")
     parser.add_argument("--opacity", type=float, default=0.45)
     parser.add_argument("--side-by-side", action="store_true",
                         help="save original | heatmap | overlay instead of the overlay alone")
@@ -186,9 +192,10 @@ def main(argv=None) -> int:
     check_output_file(args.out, "--out", OUT_EXTENSIONS)
     source = resolve_image(args.image, args.images)
     loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
+    framing = shipped_stats() if args.frame else None
     result = explain_image(loaded, source, args.answer, args.method, args.layer,
-                           tta=bool(args.tta))
-    shown = display_crop(source, loaded.preprocess)
+                           tta=bool(args.tta), framing=framing)
+    shown = display_crop(source, loaded.preprocess, framing=framing)
     picture = overlay(shown, result.heatmap, args.opacity)
     if args.side_by_side:
         picture = np.concatenate([shown, heatmap_image(result.heatmap, shown.shape[0]), picture],

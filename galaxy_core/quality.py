@@ -4,6 +4,8 @@ An image keeps its prediction whatever is flagged; a flag says the model has see
 it, so the answer deserves less trust. The checks, cheapest first:
 - ``too small``: under ``MIN_SIDE`` px on a side (the training images are 424 px);
 - ``blank``: next to no variation (a flat colour), or mostly saturated white;
+- ``grey``: no colour at all (one band, or a greyscale picture): every training image is a
+  colour composite of three bands, g, r and i;
 - ``no source near the centre``: automatic framing finds nothing to frame;
 - ``unlike the training images``: a few measures of brightness and colour compared with the
   training images (measured on the training part of a split by ``python -m train.framing_stats``,
@@ -41,13 +43,16 @@ FEATURES = {  # name: what it says when below the training range, and when above
     "source_colour": ("the colours are bluer than SDSS galaxies'",
                       "the colours are redder than SDSS galaxies'"),
 }
+# the mean distance of a pixel's channels from their mean, on a 64 px copy: 0 for a grey image;
+# 0.33 to 34 (median 1.77) on the 4,000 sample cut-outs, whose sky noise differs per band
+GREY_CHROMA = 0.1
 COVERAGE = (0.25, 99.75)  # percentiles of the training images: two measures outside flag
 EXTREMES = (0.0, 100.0)  # ... one measure outside these flags
 
 
 @dataclass(frozen=True)
 class Flag:
-    code: str  # too_small, blank, no_source, unlike
+    code: str  # too_small, blank, grey, no_source, unlike
     message: str
 
 
@@ -94,6 +99,10 @@ def flags(image: Image.Image, training_ranges: dict[str, list[float]]) -> list[F
     if grey.std() < 2.0 or np.mean(grey >= 250) > 0.5:
         found.append(Flag("blank", "the image is blank or saturated"))
         return found
+    rgb = np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BOX), np.float32)
+    if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() < GREY_CHROMA:
+        found.append(Flag("grey", "it has no colour (one band, or a greyscale picture), and the "
+                                  "model learned from colour images of three bands (g, r, i)"))
     values = measures(image)
     if values is None:
         found.append(Flag("no_source", "no source near the centre"))

@@ -120,6 +120,8 @@ def test_the_shipped_samples_are_not_flagged_and_unlike_images_are():
         "too_small": kaggle_like(side=48),
         "blank": Image.new("RGB", (424, 424), (9, 9, 9)),
         "unlike": photo_like,
+        # one band (a single-band FITS is shown so): a galaxy, but none of the training colour
+        "grey": kaggle_like().convert("L").convert("RGB"),
     }
     for code, image in cases.items():
         assert code in [f.code for f in flags(image, ranges)], code

@@ -761,6 +761,12 @@ def test_fits_uploads_are_classified_with_their_sky_position():
     captions = [c.value for c in at.caption if c.value.startswith("FITS")]
     assert len(captions) == 2
     assert any("RA 202.46960°, Dec +47.19520°" in c for c in captions)
+    # one band alone is shown in grey: classified, and flagged as unlike the colour training
+    at.file_uploader[0].set_value(
+        [("r_band.fits", fits_bytes(bands[1], wcs_header(128)), "application/fits")]).run()
+    assert not at.exception and not at.error
+    assert len(verdicts(at)) == 1
+    assert [w.value for w in at.warning if "no colour (one band" in w.value]
 
 
 @pytest.mark.parametrize("page, setup, button", [

@@ -16,8 +16,8 @@ from galaxy_core.schema import ANSWER_BY_COLUMN, QUESTION_OF_COLUMN, answer_name
 from galaxy_core.similarity import (SimilarityError, check_checkpoint, dataset_index_path,
                                     search, update_index)
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, admin_gate, checked_uploads,
-                          configured_datasets, dataset_picker, embedder_for, index_build_lock,
-                          is_admin, query_embedding, read_labels_cached, sample_choices,
+                          configured_datasets, dataset_picker, embedder_for, image_flags,
+                          index_build_lock, is_admin, query_embedding, read_labels_cached, sample_choices,
                           sample_title, similarity_index, thumb)
 
 log = logging.getLogger("galaxy_app")
@@ -152,7 +152,12 @@ try:
         else:
             data, name = handed["bytes"], handed["name"]
         query_vector = query_embedding(loaded, data, name)
-        shown = display_crop(data, loaded.preprocess)
+        shown = display_crop(data, loaded.preprocess, name=name)
+        # the search compares the image as it is (the index holds cut-outs as they are)
+        for flag in image_flags(data, name, None):
+            st.warning(f"Unlike the training images: {flag.message}. The model's features of "
+                       f"such an image say little, so its nearest galaxies may be alike only "
+                       f"in ways that do not matter.")
 except ImageError as exc:
     st.error(f"{exc}.")
     st.stop()

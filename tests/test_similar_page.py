@@ -131,6 +131,17 @@ def test_an_image_handed_over_becomes_the_query():
     found = neighbours(at)
     assert found[0] == "105497"  # the same pixels: that galaxy is nearest
     assert at.dataframe[0].value["distance"].iloc[1] < 1e-3
+    assert not at.warning  # a training cut-out
+
+
+def test_an_image_unlike_the_training_ones_is_searched_and_flagged():
+    """A photograph still gets its nearest galaxies, but the page says they may mean little."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").convert("RGB").save(buffer, format="PNG")
+    at = app({"image": buffer.getvalue(), "name": "gradient.png"})
+    assert not at.exception and not at.error
+    assert len(neighbours(at)) == 8
+    assert [w.value for w in at.warning if w.value.startswith("Unlike the training images:")]
 
 
 def test_a_stranger_cannot_build_an_index_for_a_configured_dataset(extra_dataset):

@@ -41,7 +41,8 @@ MAX_BYTES = 25 * 1024 * 1024  # uploads above this are refused before decoding
 MAX_DECODED_BYTES = 3 * MAX_PIXELS  # 120 MB: the pixel limit's 8-bit RGB; see the docstring
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # scaled to 8 bits before use
 _BLOCK_VALUES = 1 << 19  # samples per block when scaling deep images (4 MB as float64)
-SUPPORTED_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")
+SUPPORTED_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")  # what PIL may decode here
+READABLE = "JPEG, PNG, TIFF, BMP, WebP or FITS"  # what uploads and messages name (GIF: unasked)
 
 
 class ImageError(ValueError):
@@ -79,8 +80,8 @@ def open_image(source, name: str | None = None) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
             if image.format not in SUPPORTED_FORMATS:
-                raise ImageError(f"{label}: format {image.format} is not supported; use one of "
-                                 f"{', '.join(SUPPORTED_FORMATS)}")
+                raise ImageError(f"{label}: format {image.format} is not supported; use "
+                                 f"{READABLE}")
             if image.width * image.height > MAX_PIXELS:
                 raise ImageError(f"{label}: {image.width}x{image.height} pixels is over the "
                                  f"{MAX_PIXELS // 1_000_000} megapixel limit")
@@ -92,8 +93,8 @@ def open_image(source, name: str | None = None) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{label}: not an image in any format this app reads "
-                         f"({', '.join(SUPPORTED_FORMATS)})") from exc
+        raise ImageError(f"{label}: not an image in any format this app reads ({READABLE}), "
+                         f"or the file is damaged") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{label}: too many pixels to decode safely (over "
                          f"{MAX_PIXELS // 1_000_000} megapixels)") from exc

@@ -31,7 +31,8 @@ from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
 from galaxy_core.explain import DEFAULT_LAYER, DEFAULT_METHOD, ExplainedImage, explain_source
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
-from galaxy_core.images import ImageError, MAX_BYTES, display_crop, open_image, upload_problem
+from galaxy_core.images import (READABLE, ImageError, MAX_BYTES, display_crop, open_image,
+                                upload_problem)
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
 from galaxy_core.quality import flags_as_seen, shipped_ranges
@@ -41,7 +42,7 @@ from galaxy_core.uncertainty import bounds
 log = logging.getLogger("galaxy_app")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # the app's log lines
 
-UPLOAD_LIMIT_TEXT = (f"JPEG, PNG, TIFF, BMP or WebP, up to {MAX_BYTES // (1024 * 1024)} MB and "
+UPLOAD_LIMIT_TEXT = (f"{READABLE}, up to {MAX_BYTES // (1024 * 1024)} MB and "
                      f"40 megapixels each")
 MODEL_KEY = "model_path"  # an admin's explicit pick; absent: follow the app's active model
 UNLOCKED_KEY = "admin_unlocked"
@@ -316,7 +317,9 @@ def probability_chart(frame: pd.DataFrame) -> alt.Chart:
     """Horizontal bars grouped by question; answers the model never learned are greyed out;
     a black line across a bar is its calibrated interval, where the frame has one."""
     data = frame.assign(
-        label=frame["question"].str.split(" ").str[0] + " · " + frame["answer"],
+        # said on the axis too: a grey bar alone reads as a prediction
+        label=frame["question"].str.split(" ").str[0] + " · " + frame["answer"]
+        + np.where(frame["learned"], "", " (not learned)"),
         status=np.where(frame["learned"], "learned", "not learned"),
     )
     y = alt.Y("label:N", sort=list(data["label"]), title=None,

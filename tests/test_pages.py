@@ -795,3 +795,14 @@ def test_with_local_admin_off_even_a_local_visitor_needs_the_password(visitor, m
     at.text_input[0].set_value("pw").run()
     at.button[0].click().run()
     assert any(b.label == "Start training" for b in at.button)
+
+
+def test_the_probability_chart_names_answers_never_learned_on_its_axis():
+    """A grey bar alone reads as a prediction: the axis says which answers were never learned."""
+    from galaxy_core.schema import ANSWER_COLUMNS
+    from pages.common import probabilities_frame, probability_chart
+    learned = ANSWER_COLUMNS[:3]
+    chart = probability_chart(probabilities_frame(np.full(37, 0.2), learned, None))
+    labels = chart.data.set_index("column")["label"]
+    assert all(not labels[c].endswith("(not learned)") for c in learned)
+    assert all(labels[c].endswith("(not learned)") for c in ANSWER_COLUMNS[3:])

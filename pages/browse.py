@@ -14,8 +14,9 @@ from galaxy_core.images import ImageError
 from galaxy_core.predict import predict_image
 from galaxy_core.schema import ANSWER_BY_COLUMN, COLUMN_INDEX, QUESTIONS, answer_name
 from galaxy_core.registry import training_galaxies
-from pages.common import (active_model, agreement_chart, configured_datasets, dataset_picker,
-                          dataset_predictions, is_admin, read_labels_cached, thumb)
+from pages.common import (AGREEMENT_SIZE, active_model, agreement_chart, configured_datasets,
+                          dataset_picker, dataset_predictions, is_admin, read_labels_cached,
+                          thumb)
 
 log = logging.getLogger("galaxy_app")
 
@@ -166,8 +167,11 @@ st.caption(f"Each dot is a galaxy: the model's prediction (one view) against the
            f"fraction, per learned answer; on the diagonal they agree. "
            f"{'All' if len(ids) == len(frame) else f'A fixed random {len(ids)} of the'} "
            f"{len(frame)} galaxies.")
-if st.toggle("Compare", key="browse_compare", value=len(ids) <= 100,
+if st.toggle("Compare the model with the volunteers", key="browse_compare", value=len(ids) <= 100,
              help="Predicts every galaxy shown in the chart (about 30 ms each here)"):
     preds_all = dataset_predictions(loaded, images_dir, tuple(int(g) for g in ids))
     merged = preds_all.merge(frame, on="GalaxyID", suffixes=("_model", ""))
-    st.altair_chart(agreement_chart(merged, learned_here), width="stretch")
+    panels = st.container(horizontal=True, gap="small")  # wraps: 2 a row on a phone
+    for column in learned_here:
+        with panels.container(width=AGREEMENT_SIZE["width"], gap=None):
+            st.altair_chart(agreement_chart(merged, column), **AGREEMENT_SIZE)

@@ -36,7 +36,8 @@ from galaxy_core.images import (READABLE, ImageError, MAX_BYTES, display_crop, o
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
 from galaxy_core.quality import flags_as_seen, shipped_ranges
-from galaxy_core.schema import ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS, answer_name
+from galaxy_core.schema import (ANSWER_BY_COLUMN, ANSWER_COLUMNS, QUESTION_OF_COLUMN, QUESTIONS,
+                                answer_name)
 from galaxy_core.uncertainty import bounds
 
 log = logging.getLogger("galaxy_app")
@@ -345,28 +346,34 @@ def probability_chart(frame: pd.DataFrame) -> alt.Chart:
     return bars.properties(height=19 * len(data))
 
 
-def agreement_chart(merged: pd.DataFrame, columns) -> alt.Chart:
-    """Model against volunteer fraction, one small scatter per answer column, with the
+AGREEMENT_PANEL = 110  # px: the side of one answer's scatter (two a row on a phone)
+# px: what st.altair_chart is given for one (its "content" size collapses a layered chart)
+AGREEMENT_SIZE = {"width": AGREEMENT_PANEL + 55, "height": AGREEMENT_PANEL + 80}
+
+
+def agreement_title(column: str) -> str:
+    """"Q1 smooth": short enough for a phone's half width (the column is in the tooltip)."""
+    return f"Q{QUESTION_OF_COLUMN[column].number} {ANSWER_BY_COLUMN[column].label}"
+
+
+def agreement_chart(merged: pd.DataFrame, column: str) -> alt.Chart:
+    """Model against volunteer fraction for one answer ``column``: a small scatter with the
     diagonal where they agree. ``merged`` holds ``<column>`` (volunteers) and
-    ``<column>_model`` for each column."""
-    rows = []
-    for column in columns:
-        part = merged[["GalaxyID", column, f"{column}_model"]].dropna()
-        rows.append(pd.DataFrame({"GalaxyID": part["GalaxyID"], "answer": answer_name(column),
-                                  "volunteers": part[column], "model": part[f"{column}_model"]}))
-    data = pd.concat(rows, ignore_index=True)
-    size = 150  # px per panel
-    # no data of their own: each layer takes the facet's share of ``data``
+    ``<column>_model``. One chart per answer, so a page can wrap them to the screen's width
+    (a faceted chart has a fixed width and is cut off on a phone)."""
+    part = merged[["GalaxyID", column, f"{column}_model"]].dropna()
+    data = pd.DataFrame({"GalaxyID": part["GalaxyID"], "answer": answer_name(column),
+                         "volunteers": part[column], "model": part[f"{column}_model"]})
+    size = AGREEMENT_PANEL
     dots = alt.Chart().mark_circle(size=18, opacity=0.5).encode(
         x=alt.X("volunteers:Q", scale=alt.Scale(domain=[0, 1]), title="volunteers"),
         y=alt.Y("model:Q", scale=alt.Scale(domain=[0, 1]), title="model"),
         tooltip=["GalaxyID", "answer", alt.Tooltip("volunteers:Q", format=".3f"),
                  alt.Tooltip("model:Q", format=".3f")])
-    diagonal = alt.Chart().mark_rule(color="#999", strokeDash=[4, 4]).encode(
-        x=alt.value(0), y=alt.value(size), x2=alt.value(size), y2=alt.value(0))
-    return alt.layer(diagonal, dots, data=data).properties(width=size, height=size).facet(
-        facet=alt.Facet("answer:N", sort=[answer_name(c) for c in columns], title=None),
-        columns=4)
+    diagonal = alt.Chart(pd.DataFrame({"volunteers": [0.0, 1.0], "model": [0.0, 1.0]})).mark_line(
+        color="#999", strokeDash=[4, 4]).encode(x="volunteers:Q", y="model:Q")
+    return alt.layer(diagonal, dots, data=data).properties(
+        width=size, height=size, title=alt.Title(agreement_title(column), fontSize=11))
 
 
 def history_chart(history: pd.DataFrame, columns, y_title: str) -> alt.Chart:

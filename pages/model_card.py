@@ -95,9 +95,11 @@ PLOTS = [("rmse_per_question.png", "RMSE per question against the mean-predictio
 plots = [(os.path.join(os.path.dirname(paths.DEFAULT_MODEL), name), caption)
          for name, caption in PLOTS]
 if shipped and all(os.path.isfile(path) for path, _ in plots):
-    for column, (path, caption) in zip(st.columns(2), plots):
-        column.image(path, caption=f"{caption} (split 0's 800 held-out galaxies, one view)",
-                     width="stretch")
+    # each at most its own size: the 17-panel grid needs the page's whole width to be read
+    # (on a phone, the picture's full-screen button enlarges it)
+    for path, caption in plots:
+        st.image(path, caption=f"{caption} (split 0's 800 held-out galaxies, one view)",
+                 width="content")
 
 st.subheader("How sure is each answer?")
 calibration = loaded.calibration

@@ -31,6 +31,7 @@ class Verdict:
     text: str
     steps: tuple[Step, ...]
     not_learned: tuple[Question, ...]  # questions on the path the model has no targets for
+    answers: str = ""  # ``text`` without its note on what was not learned (for a table's rows)
 
 
 def _hedge(share: float) -> str:
@@ -72,11 +73,11 @@ def walk_tree(preds, trained_columns=ANSWER_COLUMNS) -> Verdict:
         answer = question.answers[best]
         steps.append(Step(question, answer, float(shares[best])))
         number = answer.next_question
-    text = ", ".join(_hedge(s.share) + s.answer.phrase for s in steps)
-    text = text[:1].upper() + text[1:] if text else "No verdict: the model learned no question"
-    if skipped:
-        text += f" (not learned: {', '.join(q.topic for q in skipped)})"
-    return Verdict(text=text, steps=tuple(steps), not_learned=tuple(skipped))
+    answers = ", ".join(_hedge(s.share) + s.answer.phrase for s in steps)
+    answers = (answers[:1].upper() + answers[1:] if answers
+               else "No verdict: the model learned no question")
+    text = answers + (f" (not learned: {', '.join(q.topic for q in skipped)})" if skipped else "")
+    return Verdict(text=text, steps=tuple(steps), not_learned=tuple(skipped), answers=answers)
 
 
 def top_answer(preds, trained_columns=ANSWER_COLUMNS) -> str:

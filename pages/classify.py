@@ -71,9 +71,10 @@ frame_on = middle.toggle(
          "re-centring was measured to do more harm than good). The picture beside each verdict "
          "shows what the model saw.")
 framing = shipped_stats() if frame_on else None
-tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips (test-time augmentation)",
+tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips",
                    value=True, key="classify_tta",
-                   help=f"Galaxies have no orientation, so the model's answers for the {TTA_VIEWS} "
+                   help=f"Test-time augmentation. Galaxies have no orientation, so the model's "
+                        f"answers for the {TTA_VIEWS} "
                         "flips and right-angle turns of an image are averaged: slightly more "
                         "accurate (see the Model card's TTA column), "
                         f"{TTA_VIEWS}x the compute. Off: one pass.")
@@ -123,7 +124,7 @@ unlike = [image_flags(source, labels[k], framing)
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
     table = pd.DataFrame({"GalaxyID": result.frame["GalaxyID"],
-                          "verdict": [v.text for v in verdicts],
+                          "verdict": [v.answers for v in verdicts],
                           "unlike the training images": ["; ".join(f.message for f in w)
                                                          for w in unlike]})
     # the answer the verdict took at each question it walked, with its share (empty: the walk
@@ -140,10 +141,13 @@ if len(values) > 1:
                                                               max_value=1.0) for c in learned}
     config["verdict"] = st.column_config.TextColumn(width="large")
     st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+    skipped = sorted({q.number: q for v in verdicts for q in v.not_learned}.items())
     st.caption(f"One row per galaxy: the verdict, the answer it took at each question (its share "
                f"of that question's votes), then the {len(learned)} learned answers' "
                f"probabilities; click a column's header to sort by it. The CSV below has all "
-               f"{len(ANSWER_COLUMNS)}.")
+               f"{len(ANSWER_COLUMNS)}."
+               + (f" Not learned, so left out of the verdicts: "
+                  f"{', '.join(q.topic for _, q in skipped)}." if skipped else ""))
 untrained = loaded.untrained_columns
 st.download_button(
     "Download predictions (Kaggle CSV)", submission_csv_bytes(result.frame),

@@ -50,3 +50,16 @@ def test_top_answer_only_among_trained():
     p = preds_with(Class4_1=0.99, Class1_1=0.5)
     assert top_answer(p) == "Class4.1"
     assert top_answer(p, ["Class1.1", "Class1.2"]) == "Class1.1"
+
+
+def test_the_verdicts_answers_leave_out_its_note_on_what_was_not_learned():
+    """A batch table shows ``answers``: every row would repeat the same note."""
+    learned = [c for c in ANSWER_COLUMNS if c.startswith(("Class1.", "Class6.", "Class7.", "Class8."))]
+    preds = np.full(len(ANSWER_COLUMNS), 0.1)
+    preds[ANSWER_COLUMNS.index("Class1.1")] = 0.8  # smooth: on to Q7 (learned) and Q6
+    verdict = walk_tree(preds, learned)
+    assert verdict.not_learned == ()
+    preds[ANSWER_COLUMNS.index("Class1.2")] = 0.9  # features: on to Q2, not learned
+    verdict = walk_tree(preds, learned)
+    assert verdict.not_learned and verdict.text.startswith(verdict.answers + " (not learned: ")
+    assert "not learned" not in verdict.answers

@@ -17,8 +17,8 @@ from galaxy_core.similarity import (SimilarityError, check_checkpoint, dataset_i
                                     search, update_index)
 from pages.common import (UPLOAD_LIMIT_TEXT, active_model, admin_gate, checked_uploads,
                           configured_datasets, dataset_picker, embedder_for, image_flags,
-                          index_build_lock, is_admin, query_embedding, read_labels_cached, sample_choices,
-                          sample_title, similarity_index, thumb)
+                          index_build_lock, is_admin, query_embedding, read_labels_cached,
+                          sample_choices, sample_title, similarity_index, thumb)
 
 log = logging.getLogger("galaxy_app")
 

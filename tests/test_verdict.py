@@ -54,7 +54,8 @@ def test_top_answer_only_among_trained():
 
 def test_the_verdicts_answers_leave_out_its_note_on_what_was_not_learned():
     """A batch table shows ``answers``: every row would repeat the same note."""
-    learned = [c for c in ANSWER_COLUMNS if c.startswith(("Class1.", "Class6.", "Class7.", "Class8."))]
+    learned = [c for c in ANSWER_COLUMNS
+               if c.startswith(("Class1.", "Class6.", "Class7.", "Class8."))]
     preds = np.full(len(ANSWER_COLUMNS), 0.1)
     preds[ANSWER_COLUMNS.index("Class1.1")] = 0.8  # smooth: on to Q7 (learned) and Q6
     verdict = walk_tree(preds, learned)

@@ -168,6 +168,21 @@ MUTANTS = (
            "FEATURES[name][values[name] > training_ranges[name][1]]", "FEATURES[name][1]",
            "an unlike-flag says 'too much' even where the measure fell below the training range",
            ("tests/test_framing.py",)),
+    Mutant("gradcam-page-ignores-framing", "pages/common.py",
+           "return explain_source(_loaded, _source, name, tta, framing=shipped_stats() if framed "
+           "else None)",
+           "return explain_source(_loaded, _source, name, tta)",
+           "the Grad-CAM page explains a wide field as it is while Classify classifies it framed",
+           ("tests/test_gradcam_page.py",)),
+    Mutant("grey-images-not-flagged", "galaxy_core/quality.py",
+           "if np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean() < GREY_CHROMA:",
+           "if False:",
+           "a single-band FITS or a greyscale picture passes as a colour cut-out",
+           ("tests/test_framing.py", "tests/test_pages.py")),
+    Mutant("similar-page-unlike-upload-unflagged", "pages/similar.py",
+           "for flag in image_flags(data, name, None):", "for flag in []:",
+           "a photograph gets confident similar galaxies with no warning",
+           ("tests/test_similar_page.py",)),
 )
 
 

@@ -43,7 +43,7 @@ from PIL import Image
 
 from . import augment
 from .checkpoint import LoadedModel
-from .images import display_crop, normalize, prepare, prepare_framed
+from .images import display_crop, normalize, prepare_for_model, prepare_framed
 from .schema import ANSWER_BY_COLUMN, ANSWER_COLUMNS, COLUMN_INDEX
 from .verdict import Step, top_answer, walk_tree
 
@@ -277,17 +277,15 @@ def explain_source(loaded: LoadedModel, source, name: str | None = None, tta: bo
     preprocess = loaded.preprocess
     image, frame = prepare_framed(source, preprocess.image_size, preprocess.crop_fraction, name,
                                   framing)
-    shown = display_crop(source, preprocess, display_size, framing, name)
+    shown = display_crop(source, preprocess, display_size, name=name, frame=frame)
     return ExplainedImage(loaded, image, tta, display=shown, frame=frame)
 
 
 def explain_image(loaded: LoadedModel, source, answer_column=None, method=DEFAULT_METHOD,
-                  layer=DEFAULT_LAYER, name=None, tta: bool = False, framing=None) -> CamResult:
-    """A class activation map (``method``) of an image file or bytes (``framing``: as in
-    ``explain_source``)."""
-    image = prepare(source, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, name,
-                    framing)
-    return compute_cam(loaded, image, answer_column, method, layer, tta)
+                  layer=DEFAULT_LAYER, name=None, tta: bool = False) -> CamResult:
+    """A class activation map (``method``) of an image file or bytes."""
+    return compute_cam(loaded, prepare_for_model(source, loaded.preprocess, name),
+                       answer_column, method, layer, tta)
 
 
 def _colorize(heatmap: np.ndarray, width: int, height: int, colormap: str) -> np.ndarray:

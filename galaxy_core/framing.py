@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -44,6 +44,7 @@ from . import paths
 BAND = (0.5, 99.5)
 LIKE_TRAINING = "framed like the training images"  # a Frame's ``why`` when nothing is unusual
 ANALYSIS_SIDE = 128  # px: the shorter side of the copy sources are found on
+MAX_ANALYSIS_RATIO = 8  # ... whose longer side is at most this many times that (a thin strip)
 BORDER = 0.04  # share of the side that counts as the border, for the sky
 MIN_AREA = 6  # px of the analysis copy: smaller detections are noise
 # when no source covers the centre, those whose centre is this close to it (share of the
@@ -96,12 +97,29 @@ class Frame:
     moved: bool  # False: the image's own centre square, unchanged
     why: str
     source: Source | None
+    image_width: int = 0  # px: of the image it was chosen on (one decode of it)
+
+    def on(self, width: int) -> "Frame":
+        """The same region of another decode of the image, ``width`` px wide (a JPEG decoded at
+        a smaller scale for a smaller output), so two sizes of one picture show one region."""
+        scale = width / self.image_width
+        return replace(self, cx=self.cx * scale, cy=self.cy * scale, side=self.side * scale,
+                       image_width=width)
+
+
+def analysis_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The analysis copy's (width, height): the shorter side ``ANALYSIS_SIDE`` px, the longer at
+    most ``MAX_ANALYSIS_RATIO`` times that (a 1 x 4,000 px strip would otherwise become a
+    128 x 512,000 copy: seconds and gigabytes for a few kilobytes of upload)."""
+    width, height = size
+    scale = min(ANALYSIS_SIDE / min(width, height),
+                MAX_ANALYSIS_RATIO * ANALYSIS_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _grey_copy(image: Image.Image) -> np.ndarray:
-    scale = ANALYSIS_SIDE / min(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    small = image.convert("L").resize(size, Image.Resampling.BOX if scale < 1
+    size = analysis_size(image.size)
+    small = image.convert("L").resize(size, Image.Resampling.BOX if size[0] < image.width
                                       else Image.Resampling.BILINEAR)
     return np.asarray(small, dtype=np.float32)
 
@@ -190,7 +208,7 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
     """Where the model should look in ``image`` (docstring, step 3)."""
     width, height = image.size
     shorter = min(width, height)
-    unchanged = Frame(width / 2, height / 2, shorter, False, "", None)
+    unchanged = Frame(width / 2, height / 2, shorter, False, "", None, width)
     source = find_source(image)
     if source is None:
         return Frame(**{**asdict(unchanged), "why": "no source near the centre"})
@@ -199,7 +217,7 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
         return Frame(source.x * width, source.y * height, side, True,
                      f"zoomed in {shorter / side:.1f}x on the object found, which was small in the "
                      f"frame",
-                     source)
+                     source, width)
     off = np.hypot(source.x - 0.5, source.y - 0.5)
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more
         what = "large in the frame" if source.r50 > stats.r50_high else \

@@ -161,6 +161,21 @@ def _to_grey_or_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")  # CMYK, YCbCr, palette
 
 
+def decoded_rgb(source, name: str | None = None) -> Image.Image:
+    """The whole image in RGB as the model's preprocessing decodes it (deep images rescaled to
+    8 bits, transparency on black sky), for checks that judge what the model is shown.
+    Raises ``ImageError``."""
+    image = open_image(source, name)
+    try:
+        image.load()
+        return _to_grey_or_rgb(image).convert("RGB")
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{name or 'image'}: the image data is corrupt or truncated "
+                         f"({exc})") from exc
+
+
 def prepare(source, size: int, crop_fraction: float, name: str | None = None,
             framing=None) -> torch.Tensor:
     """Decode ``source`` and return its centre crop resized to uint8 (3, size, size).
@@ -171,12 +186,15 @@ def prepare(source, size: int, crop_fraction: float, name: str | None = None,
 
 
 def prepare_framed(source, size: int, crop_fraction: float, name: str | None = None,
-                   framing=None):
-    """``prepare`` and the ``framing.Frame`` it used (None without ``framing``)."""
-    return _prepare(source, size, crop_fraction, name, framing)
+                   framing=None, frame=None):
+    """``prepare`` and the ``framing.Frame`` it used (None without ``framing``). ``frame``: the
+    frame another call chose for this image (its second value): that region, not a new choice
+    (a JPEG is decoded at a scale that depends on ``size``, and two decodes of an image near a
+    threshold could be framed differently)."""
+    return _prepare(source, size, crop_fraction, name, framing, frame)
 
 
-def _prepare(source, size, crop_fraction, name, framing):
+def _prepare(source, size, crop_fraction, name, framing, frame=None):
     image = open_image(source, name)
     label = name or "image"
     try:
@@ -195,7 +213,9 @@ def _prepare(source, size, crop_fraction, name, framing):
         raise ImageError(f"{label}: the image data is corrupt or truncated ({exc})") from exc
     width, height = image.size
     chosen = None
-    if framing is not None:
+    if frame is not None:
+        chosen = frame.on(width)
+    elif framing is not None:
         chosen = choose_frame(image, framing)
     if chosen is not None and chosen.moved:
         resized = crop(image.convert("RGB"), chosen.cx, chosen.cy, chosen.side * crop_fraction,
@@ -227,9 +247,11 @@ def normalize_float(batch: torch.Tensor, preprocess: Preprocess) -> torch.Tensor
 
 
 def display_crop(source, preprocess: Preprocess, size: int = 320, framing=None,
-                 name: str | None = None) -> np.ndarray:
-    """The region the model sees, as an RGB uint8 (size, size, 3) array for display and overlays."""
-    return prepare(source, size, preprocess.crop_fraction, name, framing).permute(1, 2, 0).numpy()
+                 name: str | None = None, frame=None) -> np.ndarray:
+    """The region the model sees, as an RGB uint8 (size, size, 3) array for display and overlays
+    (``frame``: the one the model's input was cut with, from ``prepare_framed``)."""
+    return prepare_framed(source, size, preprocess.crop_fraction, name, framing,
+                          frame)[0].permute(1, 2, 0).numpy()
 
 
 UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp") + FITS_EXTENSIONS

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from . import paths
-from .framing import ANALYSIS_SIDE, FramingStats, choose_frame, crop, find_source, sky_of
+from .framing import FramingStats, analysis_size, choose_frame, crop, find_source, sky_of
 
 RANGES_FILE = os.path.join(paths.ASSETS, "models", "quality_ranges.json")
 MIN_SIDE = 64
@@ -58,8 +58,7 @@ class Flag:
 
 def measures(image: Image.Image) -> dict[str, float] | None:
     """The measures compared with the training images (None: no source found)."""
-    scale = ANALYSIS_SIDE / min(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    size = analysis_size(image.size)
     rgb = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BOX), dtype=np.float32)
     grey = rgb.mean(axis=2)
     sky, noise = sky_of(grey)

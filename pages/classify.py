@@ -118,7 +118,7 @@ if result.frame.empty:
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
-unlike = [image_flags(source, labels[k], framing)
+unlike = [image_flags(source, labels[k], framing is not None)
           for source, k in zip(good_sources, result.kept)]
 
 if len(values) > 1:
@@ -173,8 +173,13 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
     with image_col:
         source = good_sources[i]
         try:
-            shown, chosen = prepare_framed(source, 320, loaded.preprocess.crop_fraction,
-                                           labels[result.kept[i]], framing)
+            # the frame chosen at the model's input size, where the prediction chose it (a JPEG
+            # is decoded at another scale for a bigger picture, and could be framed otherwise)
+            preprocess, label = loaded.preprocess, labels[result.kept[i]]
+            chosen = prepare_framed(source, preprocess.image_size, preprocess.crop_fraction,
+                                    label, framing)[1]
+            shown, chosen = prepare_framed(source, 320, preprocess.crop_fraction, label,
+                                           frame=chosen)
         except ImageError:
             shown, chosen = None, None
         if shown is not None:

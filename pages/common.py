@@ -31,7 +31,7 @@ from galaxy_core.config import Preprocess
 from galaxy_core.data import DataError, image_path, read_labels
 from galaxy_core.explain import DEFAULT_LAYER, DEFAULT_METHOD, ExplainedImage, explain_source
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
-from galaxy_core.images import (READABLE, ImageError, MAX_BYTES, display_crop, open_image,
+from galaxy_core.images import (READABLE, ImageError, MAX_BYTES, decoded_rgb, display_crop,
                                 upload_problem)
 from galaxy_core.jobs import TrainingJobs
 from galaxy_core.predict import predict_files
@@ -131,13 +131,30 @@ def checked_uploads(files) -> list:
     return kept
 
 
-def image_flags(source, name: str, framing) -> list:
-    """Why what the model sees of this image is unlike the training cut-outs ([] when it is
-    not; ``framing``: the ``FramingStats`` the prediction used, or None)."""
+def source_key(source) -> str:
+    """What a cache knows an image by: a path as it is, bytes by their hash, a FITS band set
+    by its three bands'."""
+    if isinstance(source, str):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        return hashlib.sha256(source).hexdigest()
+    return "|".join(source_key(band) for band in (source.g, source.r, source.i))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _image_flags(image_key: str, name: str, framed: bool, _source) -> list:
     try:
-        return flags_as_seen(open_image(source, name).convert("RGB"), shipped_ranges(), framing)
+        return flags_as_seen(decoded_rgb(_source, name), shipped_ranges(),
+                             shipped_stats() if framed else None)
     except ImageError:
         return []
+
+
+def image_flags(source, name: str, framed: bool) -> list:
+    """Why what the model sees of this image is unlike the training cut-outs ([] when it is
+    not, or unreadable: the prediction says so); ``framed``: judged after automatic framing,
+    as the prediction was. Cached: a page's every rerun asks again (0.4 s for a large photo)."""
+    return _image_flags(source_key(source), name, framed, source)
 
 
 # ---- who the visitor is ------------------------------------------------------------------
@@ -478,7 +495,7 @@ def explained_image(loaded: LoadedModel, source, name: str, tta: bool,
     every rerun and session that shows the same image, views and framing with the same model
     file; its maps, gradients and scores are kept inside it. ``framed``: automatic framing
     first, as on the Classify page. Raises ``ImageError``."""
-    image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
+    image_key = source_key(source)
     model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
     return _explained(loaded.path, model_mtime, image_key, tta, framed, name, loaded, source)
 
@@ -494,7 +511,7 @@ def _map_scores(model_path: str, model_mtime: float, image_key: str, tta: bool, 
 def map_scores(loaded: LoadedModel, source, explained: ExplainedImage, answer: str,
                method: str | None, layer: str | None) -> dict[str, float]:
     """Deletion and insertion areas of one map (method None: of the centred map), cached."""
-    image_key = source if isinstance(source, str) else hashlib.sha256(source).hexdigest()
+    image_key = source_key(source)
     model_mtime = os.path.getmtime(loaded.path) if loaded.path else 0.0
     return _map_scores(loaded.path, model_mtime, image_key, explained.tta,
                        explained.frame is not None, answer, method, layer, explained)

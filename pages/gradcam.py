@@ -12,7 +12,7 @@ from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_N
                                  CamError, colorbar_image, heatmap_image, overlay, png_bytes,
                                  what_red_means)
 from galaxy_core.faithfulness import MIN_PROBABILITY, against_centre, beating_sentence
-from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
+from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -77,7 +77,7 @@ except ImageError as exc:
     st.error(f"{exc}. Try another file.")
     st.stop()
 if upload is not None:  # the shipped samples are training cut-outs
-    for flag in image_flags(source, title, shipped_stats() if framed else None):
+    for flag in image_flags(source, title, framed):
         st.warning(f"Unlike the training images: {flag.message}. The model has seen nothing "
                    f"like this, so its answers, and the maps that explain them, say little.")
 preds = explained.preds

@@ -180,9 +180,26 @@ MUTANTS = (
            "a single-band FITS or a greyscale picture passes as a colour cut-out",
            ("tests/test_framing.py", "tests/test_pages.py")),
     Mutant("similar-page-unlike-upload-unflagged", "pages/similar.py",
-           "for flag in image_flags(data, name, None):", "for flag in []:",
+           "for flag in image_flags(data, name, framed=False):", "for flag in []:",
            "a photograph gets confident similar galaxies with no warning",
            ("tests/test_similar_page.py",)),
+    Mutant("picture-not-cut-with-the-models-frame", "galaxy_core/explain.py",
+           "shown = display_crop(source, preprocess, display_size, name=name, frame=frame)",
+           "shown = display_crop(source, preprocess, display_size, name=name)",
+           "Grad-CAM's picture is not the framed region the model explained, so the map lies "
+           "over the wrong pixels",
+           ("tests/test_framing.py", "tests/test_gradcam_page.py")),
+    Mutant("gradcam-cli-maps-the-unframed-image", "train/gradcam.py",
+           "result = compute_cam(loaded, image, args.answer,",
+           "result = compute_cam(loaded, prepare_for_model(source, preprocess), args.answer,",
+           "train.gradcam shows the framed view but maps the image as it is",
+           ("tests/test_cli.py",)),
+    Mutant("flags-judge-pils-conversion", "pages/common.py",
+           "return flags_as_seen(decoded_rgb(_source, name), shipped_ranges(),",
+           "return flags_as_seen(__import__('galaxy_core.images').images.open_image(_source, "
+           "name).convert('RGB'), shipped_ranges(),",
+           "the flags judge PIL's clipped conversion of a deep image, not what the model sees",
+           ("tests/test_framing.py",)),
 )
 
 

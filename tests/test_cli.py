@@ -176,6 +176,9 @@ def test_gradcam_frames_one_image_as_predictions_do(cli, trained, tmp_path):
     bright = {switch: (view > view.min() + 0.5 * (view.max() - view.min())).mean()
               for switch, view in seen.items()}
     assert bright["--frame"] > 3 * bright["--no-frame"], bright
+    # and the map is of that view, not of the image as it is
+    heat = {switch: picture[:, side:2 * side] for switch, picture in pictures.items()}
+    assert np.abs(heat["--frame"] - heat["--no-frame"]).mean() > 5
 
 
 def test_tta_json_scores_one_view_and_eight_views_from_one_pass(cli, trained, galaxy_folder,

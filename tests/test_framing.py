@@ -241,3 +241,47 @@ def test_an_unlike_flag_says_on_which_side_of_the_training_range_a_measure_fell(
     assert [f.code for f in found] == ["unlike"]
     assert found[0].message == quality.FEATURES["sky_texture"][side == "high"]
     assert expect in found[0].message
+
+
+def test_a_thin_strip_is_analysed_on_a_bounded_copy():
+    """A 1 x 4,000 px upload (a few kilobytes) once became a 128 x 512,000 px analysis copy:
+    seconds and gigabytes per look. The copy's longer side is now bounded."""
+    longest = framing.MAX_ANALYSIS_RATIO * framing.ANALYSIS_SIDE
+    assert framing.analysis_size((4000, 1)) == (longest, 1)
+    assert framing.analysis_size((424, 424)) == (128, 128)  # what the statistics were measured on
+    assert framing.analysis_size((848, 424)) == (256, 128)
+    strip = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1, 4000, 3), np.uint8))
+    choose_frame(strip, shipped_stats())
+    assert "too_small" in [f.code for f in flags(strip, shipped_ranges())]
+
+
+def test_the_picture_shown_is_cut_where_the_models_input_was(monkeypatch):
+    """A JPEG is decoded at a scale that depends on the output size, and two decodes of an
+    image near a threshold could be framed differently: the Grad-CAM picture is cut with the
+    frame the model's input was cut with, chosen once, so the map lies over what was explained."""
+    from galaxy_core import images
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.explain import explain_source
+    chosen = []
+    real = images.choose_frame
+    monkeypatch.setattr(images, "choose_frame",
+                        lambda image, stats: chosen.append(image.size) or real(image, stats))
+    buffer = io.BytesIO()
+    kaggle_like(0.0774 / 2.5, centre=(0.58, 0.45), side=1600).save(buffer, "JPEG", quality=92)
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    explained = explain_source(loaded, buffer.getvalue(), "wide.jpg", framing=shipped_stats())
+    assert len(chosen) == 1 and explained.frame.moved
+    side = loaded.preprocess.image_size
+    shown = Image.fromarray(explained.display).resize((side, side), Image.Resampling.BOX)
+    seen = explained.image.permute(1, 2, 0).numpy().astype(np.float32)
+    assert np.abs(np.asarray(shown, np.float32) - seen).mean() < 4  # the same region
+
+
+def test_the_flags_judge_a_deep_image_as_the_model_decodes_it():
+    """A 16-bit galaxy is rescaled to 8 bits for the model; the flags once judged PIL's clipped
+    conversion instead and called it blank or sourceless. It is only one band (grey)."""
+    from pages.common import image_flags
+    deep = np.asarray(kaggle_like().convert("L"), np.uint16) * 40  # 16-bit counts, up to ~10,000
+    data = png(Image.fromarray(deep))
+    assert [f.code for f in image_flags(data, "deep.png", False)] == ["grey"]
+    assert image_flags(data[:200], "cut.png", False) == []  # unreadable: the prediction says so

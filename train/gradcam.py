@@ -5,7 +5,7 @@ beside a random and a centred map).
 
     python -m train.gradcam [--checkpoint CKPT] --image FILE_OR_GALAXYID [--images DIR]
                             [--answer Class4.1] [--method layercam] [--layer layer3] [--tta]
-                            --out PNG
+                            [--no-frame] --out PNG
     python -m train.gradcam --evaluate --images DIR [--labels CSV --split-seed 0] [--limit N]
                             [--methods ...] [--layers ...] [--no-tta] --json OUT
                             [--markdown OUT.md]
@@ -28,10 +28,10 @@ from galaxy_core import faithfulness
 from galaxy_core.data import IMAGE_EXTENSIONS, image_path, list_images, read_labels, split_train_val
 from galaxy_core.device import select_device
 from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHODS, ExplainedImage,
-                                 explain_image, heatmap_image, overlay)
+                                 compute_cam, heatmap_image, overlay)
 from galaxy_core.files import replacing, write_json, write_text
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
-from galaxy_core.images import ImageError, display_crop, prepare_for_model
+from galaxy_core.images import ImageError, display_crop, prepare_for_model, prepare_framed
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from train.common import check_output_file, checkpoint_or_default, run_cli, setup_logging
 
@@ -192,10 +192,13 @@ def main(argv=None) -> int:
     check_output_file(args.out, "--out", OUT_EXTENSIONS)
     source = resolve_image(args.image, args.images)
     loaded = load_checkpoint(checkpoint_or_default(args.checkpoint), select_device(args.device))
-    framing = shipped_stats() if args.frame else None
-    result = explain_image(loaded, source, args.answer, args.method, args.layer,
-                           tta=bool(args.tta), framing=framing)
-    shown = display_crop(source, loaded.preprocess, framing=framing)
+    preprocess = loaded.preprocess
+    image, frame = prepare_framed(source, preprocess.image_size, preprocess.crop_fraction,
+                                  framing=shipped_stats() if args.frame else None)
+    if frame is not None and frame.moved:
+        log.info("framing: %s", frame.why)
+    result = compute_cam(loaded, image, args.answer, args.method, args.layer, bool(args.tta))
+    shown = display_crop(source, preprocess, frame=frame)  # the region the model saw
     picture = overlay(shown, result.heatmap, args.opacity)
     if args.side_by_side:
         picture = np.concatenate([shown, heatmap_image(result.heatmap, shown.shape[0]), picture],

@@ -31,7 +31,7 @@ from galaxy_core.distributed import distributed_session, gather, split_evenly
 from galaxy_core.files import write_text
 from galaxy_core.fits import BandSet, group_band_files
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
-from galaxy_core.images import ImageError, open_image
+from galaxy_core.images import ImageError, decoded_rgb
 from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.predict import PredictionResult, predict_files
 from galaxy_core.schema import ANSWER_COLUMNS
@@ -70,7 +70,7 @@ def write_flags(path: str, sources, names, galaxy_ids, framing=None) -> None:
     ranges, rows = shipped_ranges(), []
     for source, name, galaxy_id in zip(sources, names, galaxy_ids):
         try:
-            found = flags_as_seen(open_image(source, name).convert("RGB"), ranges, framing)
+            found = flags_as_seen(decoded_rgb(source, name), ranges, framing)
         except ImageError:
             continue
         if found:

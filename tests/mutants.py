@@ -151,10 +151,12 @@ MUTANTS = (
            "the page's faithfulness scores take the shared curve ends (image, sky, blur) of the "
            "first answer instead of the chosen one", ("tests/test_faithfulness.py",)),
     Mutant("warm-up-misses-the-page-cache", "pages/common.py",
-           "explained = explained_image(loaded, path, sample_title(name), tta=True)",
-           "explained = explained_image(loaded, path, sample_title(name), tta=False)",
+           "explained = explained_image(loaded, path, sample_title(name), tta=True,\n"
+           "                                framed=FRAMING_BY_DEFAULT)",
+           "explained = explained_image(loaded, path, sample_title(name), tta=True,\n"
+           "                                framed=not FRAMING_BY_DEFAULT)",
            "the server's warm-up computes the Grad-CAM page's default image under another cache "
-           "key than the page reads, so the first visitor still waits", (
+           "key (framing) than the page reads, so the first visitor still waits", (
                "tests/test_gradcam_page.py",)),
     Mutant("framing-off-by-default", "galaxy_core/framing.py",
            "FRAMING_BY_DEFAULT = True", "FRAMING_BY_DEFAULT = False",

@@ -220,10 +220,11 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
                      source, width)
     off = np.hypot(source.x - 0.5, source.y - 0.5)
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more
-        what = "large in the frame" if source.r50 > stats.r50_high else \
-            f"{off:.0%} of the frame off centre"
+        what = "larger in the frame" if source.r50 > stats.r50_high else \
+            f"further off centre ({off:.0%} of the frame)"
         return Frame(**{**asdict(unchanged), "source": source,
-                        "why": f"left as it is, though the object found is {what}"})
+                        "why": f"left as it is, though the object found is {what} than almost "
+                               f"every training galaxy"})
     return Frame(**{**asdict(unchanged), "why": LIKE_TRAINING, "source": source})
 
 

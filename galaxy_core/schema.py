@@ -71,7 +71,7 @@ QUESTIONS: tuple[Question, ...] = (
     _q(8, "odd feature", "Is the odd feature a ring, or is the galaxy disturbed or irregular?", "Class6.1",
        [("ring", END, "with a ring"), ("lens or arc", END, "with a lens or arc"),
         ("disturbed", END, "disturbed"), ("irregular", END, "irregular"),
-        ("other", END, "with another odd feature"), ("merger", END, "merging"),
+        ("other", END, "with some other odd feature"), ("merger", END, "merging"),
         ("dust lane", END, "with a dust lane")]),
     _q(9, "edge-on bulge", "Does the galaxy have a bulge at its centre? If so, what shape?", "Class2.1",
        [("rounded bulge", 6), ("boxy bulge", 6), ("no bulge", 6, "no central bulge")]),

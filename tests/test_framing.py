@@ -72,8 +72,8 @@ def test_a_galaxy_far_too_small_in_its_frame_is_zoomed_in_on(centre):
 
 
 @pytest.mark.parametrize("r50_share, centre, said", [
-    (0.0774 * 8, (0.5, 0.5), "large in the frame"),  # far larger: its frame holds its core
-    (0.0774, (0.88, 0.85), "off centre"),  # far off centre
+    (0.0774 * 8, (0.5, 0.5), "larger in the frame"),  # far larger: its frame holds its core
+    (0.0774, (0.88, 0.85), "further off centre"),  # far off centre
 ])
 def test_a_galaxy_too_large_or_far_off_centre_is_left_as_it_is(r50_share, centre, said):
     """Zooming out or re-centring these was measured to cost more than it gains; the frame

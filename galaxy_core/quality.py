@@ -44,7 +44,7 @@ FEATURES = {  # name: what it says when below the training range, and when above
                       "the colours are redder than SDSS galaxies'"),
 }
 # the mean distance of a pixel's channels from their mean, on a 64 px copy: 0 for a grey image;
-# 0.33 to 34 (median 1.77) on the 4,000 sample cut-outs, whose sky noise differs per band
+# at least 0.33 (median 1.77) on the 4,000 sample cut-outs, whose sky noise differs per band
 GREY_CHROMA = 0.1
 COVERAGE = (0.25, 99.75)  # percentiles of the training images: two measures outside flag
 EXTREMES = (0.0, 100.0)  # ... one measure outside these flags

@@ -228,6 +228,14 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
     return Frame(**{**asdict(unchanged), "why": LIKE_TRAINING, "source": source})
 
 
+def caption_note(frame: Frame | None) -> str:
+    """What a picture's caption adds, in brackets: what framing did, or why it left an unusual
+    image alone ("" when framing was off or the image looked like a training cut-out)."""
+    if frame is None or frame.why in ("", LIKE_TRAINING):
+        return ""
+    return f" ({frame.why})"
+
+
 def crop(image: Image.Image, cx: float, cy: float, side: float, size: int,
          seed: int = 0) -> Image.Image:
     """The square of ``side`` px around (cx, cy) resized to ``size``; outside the image it is

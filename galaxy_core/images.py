@@ -161,19 +161,30 @@ def _to_grey_or_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")  # CMYK, YCbCr, palette
 
 
-def decoded_rgb(source, name: str | None = None) -> Image.Image:
-    """The whole image in RGB as the model's preprocessing decodes it (deep images rescaled to
-    8 bits, transparency on black sky), for checks that judge what the model is shown.
+def _decode(source, name: str | None, wanted: int | None = None) -> Image.Image:
+    """Decode ``source`` to grey or RGB (deep images rescaled to 8 bits, transparency on black
+    sky); a JPEG at the smallest DCT scale that keeps ``wanted`` px across (None: full size).
     Raises ``ImageError``."""
     image = open_image(source, name)
     try:
+        if wanted is not None and image.format == "JPEG":
+            scale = max(1, min(8, min(image.size) // wanted))
+            if scale > 1:
+                image.draft("RGB", (math.ceil(image.width / scale),
+                                    math.ceil(image.height / scale)))
         image.load()
-        return _to_grey_or_rgb(image).convert("RGB")
+        return _to_grey_or_rgb(image)
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{name or 'image'}: the image data is corrupt or truncated "
                          f"({exc})") from exc
+
+
+def decoded_rgb(source, name: str | None = None) -> Image.Image:
+    """The whole image in RGB as the model's preprocessing decodes it, for checks that judge
+    what the model is shown. Raises ``ImageError``."""
+    return _decode(source, name).convert("RGB")
 
 
 def prepare(source, size: int, crop_fraction: float, name: str | None = None,
@@ -195,22 +206,8 @@ def prepare_framed(source, size: int, crop_fraction: float, name: str | None = N
 
 
 def _prepare(source, size, crop_fraction, name, framing, frame=None):
-    image = open_image(source, name)
-    label = name or "image"
-    try:
-        if image.format == "JPEG":
-            # the smallest DCT scale that still keeps >= size pixels across the crop
-            wanted = math.ceil(size / crop_fraction)
-            shorter = min(image.size)
-            scale = max(1, min(8, shorter // wanted))
-            if scale > 1:
-                image.draft("RGB", (math.ceil(image.width / scale), math.ceil(image.height / scale)))
-        image.load()
-        image = _to_grey_or_rgb(image)
-    except ImageError:
-        raise
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{label}: the image data is corrupt or truncated ({exc})") from exc
+    # a JPEG at the smallest DCT scale that still keeps >= size pixels across the crop
+    image = _decode(source, name, wanted=math.ceil(size / crop_fraction))
     width, height = image.size
     chosen = None
     if frame is not None:
@@ -246,12 +243,13 @@ def normalize_float(batch: torch.Tensor, preprocess: Preprocess) -> torch.Tensor
     return (batch - mean) / std
 
 
-def display_crop(source, preprocess: Preprocess, size: int = 320, framing=None,
-                 name: str | None = None, frame=None) -> np.ndarray:
+def display_crop(source, preprocess: Preprocess, size: int = 320, name: str | None = None,
+                 frame=None) -> np.ndarray:
     """The region the model sees, as an RGB uint8 (size, size, 3) array for display and overlays
-    (``frame``: the one the model's input was cut with, from ``prepare_framed``)."""
-    return prepare_framed(source, size, preprocess.crop_fraction, name, framing,
-                          frame)[0].permute(1, 2, 0).numpy()
+    (``frame``: the one the model's input was cut with, from ``prepare_framed``; never chosen
+    anew here, where a JPEG is decoded at another scale and could be framed otherwise)."""
+    return prepare_framed(source, size, preprocess.crop_fraction, name,
+                          frame=frame)[0].permute(1, 2, 0).numpy()
 
 
 UPLOAD_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp") + FITS_EXTENSIONS

@@ -7,7 +7,7 @@ import streamlit as st
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
-from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING, shipped_stats
+from galaxy_core.framing import FRAMING_BY_DEFAULT, caption_note, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
@@ -183,11 +183,8 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
         except ImageError:
             shown, chosen = None, None
         if shown is not None:
-            # what framing did, or why it left an unusual image alone
-            how = f" ({chosen.why})" if chosen is not None and chosen.why not in (
-                "", LIKE_TRAINING) else ""
             st.image(shown.permute(1, 2, 0).numpy(), width="stretch",
-                     caption=f"{galaxy_id} — the region the model sees{how}")
+                     caption=f"{galaxy_id} — the region the model sees{caption_note(chosen)}")
         if is_fits(source):
             st.caption(fits_caption(open_image(source, labels[result.kept[i]]).info))
     with chart_col:

@@ -12,7 +12,7 @@ from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_N
                                  CamError, colorbar_image, heatmap_image, overlay, png_bytes,
                                  what_red_means)
 from galaxy_core.faithfulness import MIN_PROBABILITY, against_centre, beating_sentence
-from galaxy_core.framing import FRAMING_BY_DEFAULT, LIKE_TRAINING
+from galaxy_core.framing import FRAMING_BY_DEFAULT, caption_note
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -126,9 +126,8 @@ st.markdown(f"**{METHOD_NAMES[method]}** of *{answer_name(answer)}* — predicte
             f"**{explained.probability(answer):.3f}** · layer `{layer}`"
             + (f" · averaged over {explained.views} views" if explained.views > 1 else ""))
 original_col, heat_col, overlay_col = st.columns(3)
-frame = explained.frame  # what framing did, or why it left an unusual image alone
-how = f" ({frame.why})" if frame is not None and frame.why not in ("", LIKE_TRAINING) else ""
-original_col.image(shown, caption=f"what the model sees{how}", width="stretch")
+original_col.image(shown, caption=f"what the model sees{caption_note(explained.frame)}",
+                   width="stretch")
 heat_col.image(heatmap_image(heatmap, shown.shape[0]), caption="heatmap", width="stretch")
 overlay_col.image(blended, caption="overlay", width="stretch")
 legend_col, score_col = st.columns(2)

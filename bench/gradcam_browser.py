@@ -199,6 +199,14 @@ def timed_load(page, url: str, ready_selector: str,
     return shown, time.perf_counter() - start, scored
 
 
+def open_page(page, url: str, ready: str):
+    """Open ``url`` in ``page`` (untimed) and wait until ``ready`` is shown and the app idle."""
+    page.goto(url, timeout=120_000)
+    page.locator(ready).first.wait_for(timeout=180_000)
+    settle(page)
+    return page
+
+
 def time_new_tabs(browser, times, url: str, ready: str, scored: str | None, label: str,
                   repeats: int, context=None) -> None:
     """Time ``repeats`` loads of ``url`` in a new tab, first with no tab of the site open (the
@@ -206,20 +214,13 @@ def time_new_tabs(browser, times, url: str, ready: str, scored: str | None, labe
     own = context is None
     if own:
         context = browser.new_context(viewport={"width": 1400, "height": 1800})
-        warm = context.new_page()  # Streamlit's scripts into the browser's cache
-        warm.goto(url, timeout=120_000)
-        warm.locator(ready).first.wait_for(timeout=180_000)
-        settle(warm)
-        warm.close()
+        open_page(context.new_page(), url, ready).close()  # Streamlit's scripts into the cache
     for _ in range(repeats):
         page = context.new_page()
         times.setdefault(f"{label}, new tab, no tab of it open", []).append(
             timed_load(page, url, ready, scored))
         page.close()
-    other = context.new_page()
-    other.goto(url, timeout=120_000)
-    other.locator(ready).first.wait_for(timeout=180_000)
-    settle(other)
+    other = open_page(context.new_page(), url, ready)
     for _ in range(repeats):
         page = context.new_page()
         times.setdefault(f"{label}, new tab, another tab open", []).append(
@@ -297,19 +298,12 @@ def main(argv=None) -> int:
             context = browser.new_context(viewport={"width": 1400, "height": 1800})
             # load the model once (the home page's sidebar does), as a class would have the
             # app open already
-            page = context.new_page()
-            page.goto(f"{url}/", timeout=120_000)
-            page.get_by_text("In use:").first.wait_for(timeout=180_000)
-            settle(page)
-            page.close()
+            open_page(context.new_page(), f"{url}/", "text=In use:").close()
             time_new_tabs(browser, times, f"{url}/", NAVIGATION, None,
                           "reference: the app's home page", args.repeats, context)
             time_new_tabs(browser, times, f"{url}/gradcam", OVERLAY, METRIC,
                           "first render", args.repeats, context)
-            home = context.new_page()
-            home.goto(f"{url}/", timeout=120_000)
-            home.locator(NAVIGATION).first.wait_for(timeout=180_000)
-            settle(home)
+            home = open_page(context.new_page(), f"{url}/", NAVIGATION)
             for _ in range(args.repeats):
                 times.setdefault("first render, from the sidebar (app open on Home)", []).append(
                     timed_change(home, None, opened_gradcam(home), scored=True,
@@ -320,10 +314,7 @@ def main(argv=None) -> int:
             home.close()
             # the steps below, each on a tab opened with no other tab of the app open
             for _ in range(args.repeats):
-                page = context.new_page()
-                page.goto(f"{url}/gradcam", timeout=120_000)
-                page.locator(OVERLAY).first.wait_for(timeout=180_000)
-                settle(page)
+                page = open_page(context.new_page(), f"{url}/gradcam", OVERLAY)
                 slider = page.locator('[data-testid="stSlider"] input[type="range"]').first
                 for key in ("ArrowRight", "ArrowLeft"):
                     times.setdefault("opacity step", []).append(timed_change(
@@ -371,10 +362,7 @@ def main(argv=None) -> int:
                 page.close()
             # a galaxy no one has asked for: another shipped sample, picked on a fresh page
             for sample in unseen_samples()[:args.repeats]:
-                page = context.new_page()
-                page.goto(f"{url}/gradcam", timeout=120_000)
-                page.locator(OVERLAY).first.wait_for(timeout=180_000)
-                settle(page)
+                page = open_page(context.new_page(), f"{url}/gradcam", OVERLAY)
                 changed = changes_overlay(page)
                 times.setdefault("another galaxy, not seen before", []).append(timed_change(
                     page, None, changed, prepare=lambda: open_list(page, "shipped sample", sample),

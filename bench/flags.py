@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from galaxy_core.data import image_path, read_labels, split_train_val
-from galaxy_core.images import open_image
+from galaxy_core.images import decoded_rgb
 from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
 from galaxy_core.quality import flags_as_seen, shipped_ranges
 from train.common import run_cli
@@ -79,8 +79,7 @@ def main(argv=None) -> int:
     _, validation = split_train_val(read_labels(args.labels), args.val_fraction, args.seed)
     flagged = {}
     for galaxy_id in validation.galaxy_ids:
-        found = flags_as_seen(open_image(image_path(args.images, galaxy_id)).convert("RGB"),
-                              ranges, framing)
+        found = flags_as_seen(decoded_rgb(image_path(args.images, galaxy_id)), ranges, framing)
         if found:
             flagged[int(galaxy_id)] = "; ".join(f.message for f in found)
     share = len(flagged) / len(validation)

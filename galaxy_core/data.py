@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import Preprocess
 from .files import replacing
-from .images import ImageError, prepare, prepare_for_model, normalize
+from .images import ImageError, prepare_for_model, prepare_framed, normalize
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,8 @@ class GalaxyZooDataset(Dataset):
 
 class DecodeJob(Dataset):
     """Decodes image ``i`` of ``sources`` (paths or bytes), in a DataLoader worker or a
-    decoding thread. An
+    decoding thread, into (image, i, error, frame): ``frame`` is the ``framing.Frame`` the image
+    was cut with (None without ``framing``), so what is judged later is what the model saw. An
     unreadable image yields a blank tensor and its error message instead of raising, so a
     batch job can report it and go on."""
 
@@ -232,15 +233,16 @@ class DecodeJob(Dataset):
     def __getitem__(self, index):
         name = self.names[index] if self.names is not None else None
         try:
-            return prepare(self.sources[index], self.size, self.crop_fraction, name,
-                           self.framing), index, ""
+            image, frame = prepare_framed(self.sources[index], self.size, self.crop_fraction,
+                                          name, self.framing)
+            return image, index, "", frame
         except ImageError as exc:
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc)
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc), None
 
 
 def collate_decoded(items):
-    images, index, errors = zip(*items)
-    return torch.stack(images), list(index), list(errors)
+    images, index, errors, frames = zip(*items)
+    return torch.stack(images), list(index), list(errors), list(frames)
 
 
 def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
@@ -262,7 +264,7 @@ def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
     loader = DataLoader(DecodeJob(paths, size, crop_fraction), batch_size=64,
                         num_workers=workers, collate_fn=collate_decoded)
     done = 0
-    for images, index, errors in loader:
+    for images, index, errors, _ in loader:
         failed = [e for e in errors if e]
         if failed:
             raise DataError(failed[0])

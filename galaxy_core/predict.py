@@ -38,6 +38,9 @@ class PredictionResult:
     frame: pd.DataFrame  # GalaxyID + 37 answer columns, in input order
     errors: list = field(default_factory=list)  # (name, message) of files that were skipped
     kept: list = field(default_factory=list)  # index into the inputs of each row of ``frame``
+    # the framing.Frame each row's image was cut with (None: framing off), so a page shows, and
+    # the flags judge, the region the model saw instead of choosing one anew
+    frames: list = field(default_factory=list)
     views: np.ndarray | None = None  # (N, V, 37) each view's probabilities, if asked for
 
     def to_csv(self, path, blank_columns=()) -> str:
@@ -128,10 +131,10 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names,
                     framing)
     pin = loaded.device.type == "cuda"
-    rows, views, ids, kept, errors, done = [], [], [], [], [], 0
+    rows, views, ids, kept, frames, errors, done = [], [], [], [], [], [], 0
     if on_progress is not None and sources:
         on_progress(0, len(sources))  # a progress bar's clock starts before the first batch
-    for images, index, failures in decoded_batches(job, batch_size, workers):
+    for images, index, failures, chosen in decoded_batches(job, batch_size, workers):
         if pin:
             images = images.pin_memory()
         good = [i for i, e in enumerate(failures) if not e]
@@ -144,6 +147,7 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
             rows.append(out)
             ids += [galaxy_id_of(names[index[i]]) for i in good]
             kept += [index[i] for i in good]
+            frames += [chosen[i] for i in good]
         done += len(index)
         if on_progress is not None:
             on_progress(done, len(sources))
@@ -155,7 +159,7 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     if keep_views:
         views = (np.concatenate(views) if views else
                  np.zeros((0, augment.TTA_VIEWS if tta else 1, len(ANSWER_COLUMNS)), np.float32))
-    return PredictionResult(frame=frame, errors=errors, kept=kept,
+    return PredictionResult(frame=frame, errors=errors, kept=kept, frames=frames,
                             views=views if keep_views else None)
 
 

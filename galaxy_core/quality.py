@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from . import paths
-from .framing import FramingStats, analysis_size, choose_frame, crop, find_source, sky_of
+from .framing import (Frame, FramingStats, analysis_size, choose_frame, crop, find_source,
+                      sky_of)
 
 RANGES_FILE = os.path.join(paths.ASSETS, "models", "quality_ranges.json")
 MIN_SIDE = 64
@@ -128,12 +129,17 @@ def shipped_ranges() -> dict[str, list[float]]:
 
 
 def flags_as_seen(image: Image.Image, training_ranges: dict[str, list[float]],
-                  framing: FramingStats | None = None) -> list[Flag]:
+                  framing: FramingStats | None = None, frame: Frame | None = None) -> list[Flag]:
     """``flags`` of what the model is shown: where automatic framing (``framing``) re-frames
     the image, the new frame is judged, so a wide field that framing made look like a training
     cut-out is not hedged for being wide (its intervals hold again: docs/command-line.md); an
-    image too small to trust is flagged whatever framing does."""
-    frame = choose_frame(image, framing) if framing is not None else None
+    image too small to trust is flagged whatever framing does. ``frame``: the one the
+    prediction cut the model's input with (``PredictionResult.frames``), judged instead of a
+    new choice, which a JPEG decoded at another scale could make differently."""
+    if frame is not None:
+        frame = frame.on(image.width)
+    elif framing is not None:
+        frame = choose_frame(image, framing)
     if frame is None or not frame.moved:
         return flags(image, training_ranges)
     view = crop(image.convert("RGB"), frame.cx, frame.cy, frame.side, TRAINING_SIDE)

@@ -118,8 +118,8 @@ if result.frame.empty:
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
-unlike = [image_flags(source, labels[k], framing is not None)
-          for source, k in zip(good_sources, result.kept)]
+unlike = [image_flags(source, labels[k], frame)
+          for source, k, frame in zip(good_sources, result.kept, result.frames)]
 
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
@@ -173,13 +173,10 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
     with image_col:
         source = good_sources[i]
         try:
-            # the frame chosen at the model's input size, where the prediction chose it (a JPEG
-            # is decoded at another scale for a bigger picture, and could be framed otherwise)
-            preprocess, label = loaded.preprocess, labels[result.kept[i]]
-            chosen = prepare_framed(source, preprocess.image_size, preprocess.crop_fraction,
-                                    label, framing)[1]
-            shown, chosen = prepare_framed(source, 320, preprocess.crop_fraction, label,
-                                           frame=chosen)
+            # the region the prediction cut (a JPEG is decoded at another scale for a bigger
+            # picture, and a new choice there could frame it otherwise)
+            shown, chosen = prepare_framed(source, 320, loaded.preprocess.crop_fraction,
+                                           labels[result.kept[i]], frame=result.frames[i])
         except ImageError:
             shown, chosen = None, None
         if shown is not None:

@@ -142,19 +142,22 @@ def source_key(source) -> str:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _image_flags(image_key: str, name: str, framed: bool, _source) -> list:
+def _image_flags(image_key: str, name: str, frame_key, _frame, _source) -> list:
     try:
-        return flags_as_seen(decoded_rgb(_source, name), shipped_ranges(),
-                             shipped_stats() if framed else None)
+        return flags_as_seen(decoded_rgb(_source, name), shipped_ranges(), frame=_frame)
     except ImageError:
         return []
 
 
-def image_flags(source, name: str, framed: bool) -> list:
+def image_flags(source, name: str, frame=None) -> list:
     """Why what the model sees of this image is unlike the training cut-outs ([] when it is
-    not, or unreadable: the prediction says so); ``framed``: judged after automatic framing,
-    as the prediction was. Cached: a page's every rerun asks again (0.4 s for a large photo)."""
-    return _image_flags(source_key(source), name, framed, source)
+    not, or unreadable: the prediction says so). ``frame``: the ``framing.Frame`` the model's
+    input was cut with (a prediction's or a map's; None: framing off, the image as it is), so
+    the region judged is the one the model saw. Cached: a page's every rerun asks again (0.4 s
+    for a large photo)."""
+    frame_key = None if frame is None else (frame.cx, frame.cy, frame.side, frame.moved,
+                                            frame.image_width)
+    return _image_flags(source_key(source), name, frame_key, frame, source)
 
 
 # ---- who the visitor is ------------------------------------------------------------------

@@ -154,7 +154,7 @@ try:
         query_vector = query_embedding(loaded, data, name)
         shown = display_crop(data, loaded.preprocess, name=name)
         # the search compares the image as it is (the index holds cut-outs as they are)
-        for flag in image_flags(data, name, framed=False):
+        for flag in image_flags(data, name):
             st.warning(f"Unlike the training images: {flag.message}. The model's features of "
                        f"such an image say little, so its nearest galaxies may be alike only "
                        f"in ways that do not matter.")

@@ -153,6 +153,34 @@ def test_the_predict_cli_frames_by_default_and_writes_the_flags(tmp_path):
     assert "small" in plain_flags.index and "small" not in framed_flags.index
 
 
+def test_the_flags_judge_the_frame_the_prediction_cut():
+    """A prediction returns the frame each image was cut with, and the flags judge that region
+    instead of choosing one anew (a JPEG decoded at another scale could be framed otherwise)."""
+    from dataclasses import replace
+
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.predict import predict_files
+    from galaxy_core.quality import flags_as_seen
+    loaded = load_checkpoint(paths.DEFAULT_MODEL)
+    wide = kaggle_like(0.0774 / 2.5, seed=2)
+    result = predict_files(loaded, [png(wide), png(kaggle_like())], names=["wide.png", "c.png"],
+                           framing=shipped_stats())
+    frame, unchanged = result.frames
+    assert frame.moved and not unchanged.moved
+    assert predict_files(loaded, [png(wide)], names=["wide.png"]).frames == [None]
+    ranges = shipped_ranges()
+    assert flags(wide, ranges)  # as it is, the galaxy is far smaller than any training one
+    assert flags_as_seen(wide, ranges, frame=frame) == []  # the region the model saw
+    # a frame handed in is judged as it is: one over empty sky is blank, though a new choice
+    # would have found the galaxy
+    sky = replace(frame, cx=40.0, cy=40.0, side=70.0)
+    assert {"blank", "no_source"} & {f.code for f in flags_as_seen(wide, ranges, frame=sky)}
+    assert flags_as_seen(wide, ranges, framing=shipped_stats()) == []
+    # the same region of a decode at another size (Frame.on)
+    half = wide.resize((SIDE // 2, SIDE // 2), Image.Resampling.BOX)
+    assert flags_as_seen(half, ranges, frame=frame) == []
+
+
 def test_the_fast_median_and_percentile_equal_numpys():
     """find_source's partial-sort helpers must give numpy's numbers (the shipped statistics
     were measured with them)."""
@@ -283,5 +311,5 @@ def test_the_flags_judge_a_deep_image_as_the_model_decodes_it():
     from pages.common import image_flags
     deep = np.asarray(kaggle_like().convert("L"), np.uint16) * 40  # 16-bit counts, up to ~10,000
     data = png(Image.fromarray(deep))
-    assert [f.code for f in image_flags(data, "deep.png", False)] == ["grey"]
-    assert image_flags(data[:200], "cut.png", False) == []  # unreadable: the prediction says so
+    assert [f.code for f in image_flags(data, "deep.png")] == ["grey"]
+    assert image_flags(data[:200], "cut.png") == []  # unreadable: the prediction says so

@@ -64,13 +64,13 @@ def collect_images(items) -> tuple[list, list[str]]:
     return sources, names
 
 
-def write_flags(path: str, sources, names, galaxy_ids, framing=None) -> None:
-    """GalaxyID,flags for every image whose view (re-framed, with ``framing``) is unlike the
-    training cut-outs (a header alone: none)."""
+def write_flags(path: str, sources, names, galaxy_ids, frames) -> None:
+    """GalaxyID,flags for every image whose view (cut with ``frames``, the prediction's; None:
+    framing off) is unlike the training cut-outs (a header alone: none)."""
     ranges, rows = shipped_ranges(), []
-    for source, name, galaxy_id in zip(sources, names, galaxy_ids):
+    for source, name, galaxy_id, frame in zip(sources, names, galaxy_ids, frames):
         try:
-            found = flags_as_seen(decoded_rgb(source, name), ranges, framing)
+            found = flags_as_seen(decoded_rgb(source, name), ranges, frame=frame)
         except ImageError:
             continue
         if found:
@@ -169,8 +169,7 @@ def main(argv=None) -> int:
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
     if args.flags:
         write_flags(args.flags, [sources[i] for i in result.kept],
-                    [names[i] for i in result.kept], result.frame["GalaxyID"],
-                    shipped_stats() if args.frame else None)
+                    [names[i] for i in result.kept], result.frame["GalaxyID"], result.frames)
     if args.intervals:
         table = interval_table(loaded.calibration, result.frame["GalaxyID"],
                                result.frame[list(ANSWER_COLUMNS)].to_numpy())

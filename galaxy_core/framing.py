@@ -102,6 +102,8 @@ class Frame:
     def on(self, width: int) -> "Frame":
         """The same region of another decode of the image, ``width`` px wide (a JPEG decoded at
         a smaller scale for a smaller output), so two sizes of one picture show one region."""
+        if self.image_width <= 0:
+            raise ValueError("this frame does not say which width of the image it was chosen on")
         scale = width / self.image_width
         return replace(self, cx=self.cx * scale, cy=self.cy * scale, side=self.side * scale,
                        image_width=width)

@@ -119,7 +119,7 @@ values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
 unlike = [image_flags(source, labels[k], frame)
-          for source, k, frame in zip(good_sources, result.kept, result.frames)]
+          for source, k, frame in zip(good_sources, result.kept, result.frames, strict=True)]
 
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")

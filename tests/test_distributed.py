@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.evaluate import evaluate, training_split
@@ -65,16 +66,23 @@ def test_sharded_prediction_csv_equals_single_process(ddp_run, folder, tmp_path)
     images = tmp_path / "images"  # 15 of the galaxies: uneven shards
     shutil.copytree(folder["images"], images)
     os.remove(images / f"{folder['ids'][5]}.jpg")
+    Image.new("RGB", (424, 424), (200, 200, 200)).save(images / "9999999.jpg")  # flagged: blank
     single, sharded = tmp_path / "single.csv", tmp_path / "sharded.csv"
     common = ["--checkpoint", str(ddp_run / "best.pt"), "--images", str(images),
               "--workers", "0", "--device", "cpu", "--batch-size", "4"]
     from train.predict import main as predict  # one process: this one (no torch import)
-    assert predict([*common, "--out", str(single)]) == 0
-    run("train.predict", *common, "--out", str(sharded), nproc=2)
+    assert predict([*common, "--out", str(single),
+                    "--flags", str(tmp_path / "single_flags.csv")]) == 0
+    run("train.predict", *common, "--out", str(sharded), "--flags",
+        str(tmp_path / "sharded_flags.csv"), nproc=2)
     a, b = pd.read_csv(single), pd.read_csv(sharded)
-    assert len(a) == 15 and a["GalaxyID"].is_unique
+    assert len(a) == 16 and a["GalaxyID"].is_unique
     assert list(a["GalaxyID"]) == list(b["GalaxyID"])
     pd.testing.assert_frame_equal(a, b, atol=1e-5, check_exact=False)
+    # the flags of the merged shards judge each image with its own prediction's frame
+    flags = pd.read_csv(tmp_path / "single_flags.csv")
+    assert 9999999 in set(flags["GalaxyID"])
+    pd.testing.assert_frame_equal(flags, pd.read_csv(tmp_path / "sharded_flags.csv"))
 
 
 def test_a_dying_rank_stops_the_job_instead_of_hanging(tmp_path):

@@ -148,6 +148,27 @@ def test_classify_an_upload_shows_verdict_and_37_probabilities():
     assert at.get("download_button")
 
 
+def test_classify_shows_and_judges_the_region_its_prediction_cut():
+    """A wide field is zoomed in on by the prediction; the picture is that region, and the flags
+    judge it too (not the image as it is), so the verdict is not hedged; with framing off the
+    same upload is shown whole and flagged."""
+    from tests.test_framing import kaggle_like
+    at = app("pages/classify.py")
+    at.file_uploader[0].set_value(("wide.png", png_bytes(kaggle_like(0.0774 / 2.5)),
+                                   "image/png")).run()
+    assert not at.exception, at.exception
+    captions = [p.caption for element in at.get("image") for p in element.proto.imgs]
+    assert any("the region the model sees (zoomed in" in c for c in captions), captions
+    assert "uncertain" not in verdicts(at)[0]
+    assert not [w for w in at.warning if w.value.startswith("Unlike the training images")]
+    at.toggle(key="classify_framing").set_value(False).run()
+    assert not at.exception, at.exception
+    captions = [p.caption for element in at.get("image") for p in element.proto.imgs]
+    assert not any("zoomed in" in c for c in captions), captions
+    assert "uncertain" in verdicts(at)[0]
+    assert [w for w in at.warning if w.value.startswith("Unlike the training images")]
+
+
 def test_classify_keeps_one_row_per_galaxy_id_and_says_which_it_left_out():
     """A Kaggle CSV has one row per GalaxyID: a sample uploaded and also picked is shown once."""
     at = app("pages/classify.py")

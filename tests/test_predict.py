@@ -132,3 +132,17 @@ def test_predict_cli_averages_the_tta_views_by_default_as_the_app_does(tmp_path)
         expected = predict_files(loaded, images, workers=0, tta=tta).frame
         np.testing.assert_allclose(pd.read_csv(out).iloc[:, 1:].to_numpy(),
                                    expected.iloc[:, 1:].to_numpy(), atol=1e-6)
+
+
+def test_merged_shards_keep_each_rows_frame():
+    """Each rank's frames follow its rows into input order (the flags judge them)."""
+    from galaxy_core.predict import PredictionResult
+    from train.predict import merge_shards
+
+    def part(ids, frames):
+        return PredictionResult(frame=pd.DataFrame({"GalaxyID": ids}), kept=list(range(len(ids))),
+                                frames=frames)
+    merged = merge_shards([([0, 2, 4], part([10, 12, 14], ["a", "c", "e"])),
+                           ([1, 3], part([11, 13], ["b", "d"]))])
+    assert list(merged.frame["GalaxyID"]) == [10, 11, 12, 13, 14] and merged.kept == [0, 1, 2, 3, 4]
+    assert merged.frames == ["a", "b", "c", "d", "e"]

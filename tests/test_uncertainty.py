@@ -194,6 +194,27 @@ def test_the_transfer_bench_compares_borrowed_intervals_with_the_targets_own(
     assert own["n"] == 12 * len(load_checkpoint(run).trained_columns)
 
 
+def test_the_size_bench_counts_coverage_by_the_galaxys_size_in_its_frame(
+        run_with_held_out_galaxies, tmp_path, capsys):
+    import json
+    from bench.interval_sizes import by_size, main as sizes_main
+    folder, run = run_with_held_out_galaxies
+    assert sizes_main(["--images", folder["images"], "--labels", folder["labels"],
+                       "--checkpoint", str(run), "--json", str(tmp_path / "s.json")]) == 0
+    assert "12 held-out galaxies" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert sum(row["galaxies"] for row in rows) == 12
+    # every galaxy counted once, in the bin of its own size: galaxies whose residuals grow
+    # with their size get intervals that hold less often the larger they are
+    preds, targets = synthetic(4000, 7)
+    r50 = np.random.default_rng(8).uniform(0.05, 0.2, 4000)
+    targets = np.clip(preds + (targets - preds) * (r50 / 0.1)[:, None], 0, 1)
+    rows = by_size(preds, targets, r50)
+    assert [row["galaxies"] for row in rows] == [2000, 1000, 600, 200, 200]
+    assert rows[0]["coverage"] > 0.85 and rows[-1]["coverage"] < 0.7
+    assert by_size(preds, targets, np.full(4000, np.nan))[0]["r50"] == "no source found"
+
+
 def predict(*argv):
     with pytest.raises(SystemExit) as exit:
         run_cli(lambda: importlib.import_module("train.predict").main([str(a) for a in argv]))

@@ -68,7 +68,7 @@ def write_flags(path: str, sources, names, galaxy_ids, frames) -> None:
     """GalaxyID,flags for every image whose view (cut with ``frames``, the prediction's; None:
     framing off) is unlike the training cut-outs (a header alone: none)."""
     ranges, rows = shipped_ranges(), []
-    for source, name, galaxy_id, frame in zip(sources, names, galaxy_ids, frames):
+    for source, name, galaxy_id, frame in zip(sources, names, galaxy_ids, frames, strict=True):
         try:
             found = flags_as_seen(decoded_rgb(source, name), ranges, frame=frame)
         except ImageError:
@@ -84,15 +84,16 @@ def merge_shards(shards) -> PredictionResult:
     """One result in input order from each rank's (input indices, result)."""
     if len(shards) == 1:
         return shards[0][1]
-    frames, kept, errors = [], [], []
+    tables, kept, errors, chosen = [], [], [], []
     for mine, part in shards:
-        frames.append(part.frame)
+        tables.append(part.frame)
         kept += [mine[i] for i in part.kept]
         errors += part.errors
-    frame = pd.concat(frames, ignore_index=True)
+        chosen += part.frames
+    frame = pd.concat(tables, ignore_index=True)
     order = np.argsort(kept, kind="stable")
     return PredictionResult(frame=frame.iloc[order].reset_index(drop=True), errors=errors,
-                            kept=sorted(kept))
+                            kept=sorted(kept), frames=[chosen[i] for i in order])
 
 
 def main(argv=None) -> int:

@@ -105,7 +105,8 @@ class TrainConfig:
                      "when there is one, else start fresh")
     init_from: str = _f("", "checkpoint whose weights start a new run (fine-tuning: a fresh "
                         "optimiser, schedule and epoch count; any image size; its output head "
-                        "must match --head)")
+                        "must match --head); with --resume auto, an interrupted fine-tune "
+                        "continues instead")
     device: str = _f("auto", "cuda, mps, cpu or auto (best available)", choices=DEVICES)
     precision: str = _f("float32", "'bfloat16' runs the forward pass under bfloat16 autocast "
                         "(weights, loss and validation stay float32): epochs about 1.7x faster "
@@ -133,9 +134,10 @@ class TrainConfig:
             (self.device in DEVICES, f"device must be one of {DEVICES}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got "
                                            f"{self.precision!r}"),
-            (not (self.init_from and self.resume),
+            (not (self.init_from and self.resume not in ("", "auto")),
              "init_from and resume exclude each other: resume continues a run, init_from "
-             "starts a new one from a checkpoint's weights"),
+             "starts a new one from a checkpoint's weights (with resume 'auto', init_from "
+             "starts the run only when --out holds none yet)"),
             (not (self.init_from and self.pretrained),
              "init_from and pretrained exclude each other: both choose the starting weights"),
         ]

@@ -271,6 +271,24 @@ def test_init_from_starts_a_new_run_from_a_checkpoints_weights(galaxy_folder, tm
     assert "optimizer_state" in raw  # a fresh optimiser, saved as usual
 
 
+def test_a_fine_tune_with_resume_auto_starts_from_the_weights_then_continues(galaxy_folder,
+                                                                             tmp_path):
+    """One command for a fine-tune that survives a kill (make model's): --init-from with
+    --resume auto starts from the checkpoint's weights when --out holds no run, and continues
+    the run there when it does."""
+    import json
+    source = fit(tiny_config(galaxy_folder, tmp_path / "source", epochs=2))
+    settings = dict(init_from=source.last_path, resume="auto", lr=1e-12, epochs=1)
+    first = fit(tiny_config(galaxy_folder, tmp_path / "tuned", **settings))
+    trained, started = conv_weights(source.last_path), conv_weights(first.last_path)
+    assert all(torch.allclose(trained[k], started[k], atol=1e-6) for k in trained)
+    fit(tiny_config(galaxy_folder, tmp_path / "tuned", **dict(settings, epochs=2)))
+    history = json.loads((tmp_path / "tuned" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]  # continued, not started again
+    assert read_checkpoint(tmp_path / "tuned" / "last.pt")["train_config"]["init_from"] == \
+        source.last_path
+
+
 def test_init_from_refuses_a_wrong_start_before_decoding(galaxy_folder, tmp_path):
     from galaxy_core.checkpoint import CheckpointError
 

@@ -23,7 +23,7 @@ from galaxy_core.data import image_path, read_labels
 from galaxy_core.files import write_json
 from galaxy_core.framing import find_source
 from galaxy_core.images import decoded_rgb
-from galaxy_core.uncertainty import LEVEL, fit, halves, held_cells
+from galaxy_core.uncertainty import LEVEL, cross_fitted_cells
 from train.common import run_cli, setup_logging
 
 PERCENTILES = (50, 75, 90, 95)
@@ -40,10 +40,7 @@ def half_light_radii(images: str, galaxy_ids) -> np.ndarray:
 
 def by_size(preds, targets, r50, level: float = LEVEL, seed: int = 0) -> list[dict]:
     """Cross-fitted coverage, mean width and RMSE of the galaxies in each ``r50`` bin."""
-    rows = np.concatenate([test for _, test in halves(len(preds), seed)])
-    cells = [held_cells(fit(preds[fit_rows], targets[fit_rows], level), preds[test_rows],
-                        targets[test_rows]) for fit_rows, test_rows in halves(len(preds), seed)]
-    inside, width, known = (np.concatenate(parts) for parts in zip(*cells))
+    rows, inside, width, known = cross_fitted_cells(preds, targets, level, seed=seed)
     radius, error = r50[rows], (preds - targets)[rows]
     found = ~np.isnan(radius)
     edges = ([0.0] + [float(np.percentile(radius[found], p)) for p in PERCENTILES] + [np.inf]

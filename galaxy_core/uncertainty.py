@@ -134,10 +134,20 @@ def cross_fitted_coverage(preds: np.ndarray, targets: np.ndarray, level: float =
                           scale: str = "binomial", floor: float = FLOOR, seed: int = 0) -> dict:
     """Coverage measured honestly on the calibration galaxies themselves: split them in two at
     random, fit on one half and measure on the other, both ways round, and pool the counts."""
+    _, *cells = cross_fitted_cells(preds, targets, level, scale, floor, seed)
+    return summarise(*cells, level)
+
+
+def cross_fitted_cells(preds: np.ndarray, targets: np.ndarray, level: float = LEVEL,
+                       scale: str = "binomial", floor: float = FLOOR, seed: int = 0):
+    """``cross_fitted_coverage``'s pooled cells before they are summarised: (rows, inside,
+    width, known), where row k of the three (M, 37) arrays is galaxy ``rows[k]``, counted with
+    intervals fitted on the other half."""
+    split = halves(len(preds), seed)
     parts = [held_cells(fit(preds[fit_rows], targets[fit_rows], level, scale, floor),
-                        preds[test_rows], targets[test_rows])
-             for fit_rows, test_rows in halves(len(preds), seed)]
-    return summarise(*(np.concatenate(cells) for cells in zip(*parts)), level)
+                        preds[test_rows], targets[test_rows]) for fit_rows, test_rows in split]
+    rows = np.concatenate([test_rows for _, test_rows in split])
+    return (rows, *(np.concatenate(cells) for cells in zip(*parts)))
 
 
 def halves(n: int, seed: int = 0):

@@ -101,7 +101,7 @@ def library_versions() -> dict:
 def make_checkpoint(net: GalaxyNet, preprocess: Preprocess, trained_columns, *, epoch: int,
                     metrics: dict, history: list, data: dict, train_config: dict,
                     optimizer_state=None, scheduler_state=None, half: bool = False,
-                    run_id: str = "") -> dict:
+                    run_id: str = "", earlier_stages: list | None = None) -> dict:
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     if half:
         state = half_precision_state(state)
@@ -118,11 +118,31 @@ def make_checkpoint(net: GalaxyNet, preprocess: Preprocess, trained_columns, *, 
         "data": data,
         "train_config": train_config,
         "run_id": run_id,  # the same in every checkpoint of one training run
+        # the runs these weights were fine-tuned from, first to last (training_stages)
+        "earlier_stages": list(earlier_stages or []),
         "optimizer_state": optimizer_state,
         "scheduler_state": scheduler_state,
         "versions": library_versions(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def stage_of(meta: dict) -> dict:
+    """One training run as a stage of a model's making: its recipe, the epoch it ended at, its
+    epoch time, split and device (runs saved before 2026-12-01 lack the device), the library
+    versions and date it was saved with."""
+    data = meta.get("data") or {}
+    return {"train_config": meta.get("train_config") or {}, "epoch": meta.get("epoch"),
+            "epoch_s": sum(h.get("epoch_s", 0) for h in meta.get("history") or []),
+            "data": {k: data.get(k) for k in ("galaxies", "train_galaxies", "val_galaxies",
+                                              "split_seed", "device", "world_size")},
+            "versions": meta.get("versions") or {}, "created": meta.get("created")}
+
+
+def training_stages(meta: dict) -> list[dict]:
+    """Every training run that made a checkpoint's weights, first to last: the runs it was
+    fine-tuned from (kept through every later fine-tune), then its own."""
+    return list(meta.get("earlier_stages") or []) + [stage_of(meta)]
 
 
 def read_checkpoint(path) -> dict:

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import augment, runs
 from .checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
-                         read_run_to_resume, recorded_config, resume_path)
+                         read_run_to_resume, recorded_config, resume_path, training_stages)
 from .config import TrainConfig
 from .data import (DataError, check_images_exist, decode_images, image_path, read_labels,
                    select_subset, split_train_val)
@@ -184,10 +184,11 @@ def _validate(net, data: _Data, preprocess, ctx: DistContext) -> dict:
     return score(full, data.val_table.targets)
 
 
-def starting_weights(config: TrainConfig) -> dict:
-    """The weights ``config.init_from`` names (fine-tuning), read before any image is decoded
-    so that a wrong file fails at once. Only the output head's kind must match: dropout, image
-    size and crop are the new run's own."""
+def starting_weights(config: TrainConfig) -> tuple[dict, list]:
+    """The weights ``config.init_from`` names (fine-tuning) and the training stages that made
+    them (``training_stages``), read before any image is decoded so that a wrong file fails at
+    once. Only the output head's kind must match: dropout, image size and crop are the new
+    run's own."""
     source = load_checkpoint(config.init_from)
     if source.net.config.head != config.head:
         raise CheckpointError(f"{config.init_from}: has a {source.net.config.head!r} output head, "
@@ -195,7 +196,7 @@ def starting_weights(config: TrainConfig) -> dict:
                               f"{source.net.config.head!r} to fine-tune it")
     log.info("starting from the weights of %s (epoch %s)", config.init_from,
              source.meta.get("epoch", "?"))
-    return source.net.state_dict()
+    return source.net.state_dict(), training_stages(source.meta)
 
 
 def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext = SINGLE,
@@ -207,7 +208,7 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
     should_stop = should_stop or _no_stop
     started = time.perf_counter()
     torch.manual_seed(config.seed)  # the same initial weights on every rank
-    start_weights = starting_weights(config) if config.init_from else None
+    start_weights, earlier_stages = starting_weights(config) if config.init_from else (None, [])
     # a run in another folder (a fork) is checked before anything is created; the folder's own
     # last.pt is read under the lock, where no other writer can be replacing it
     fork = config.resume not in ("", "auto") and not runs.is_own_last(config.out, config.resume)
@@ -224,13 +225,15 @@ def fit(config: TrainConfig, on_event=None, should_stop=None, ctx: DistContext =
                 runs.settle(config.out, state)
         if state is not None and int(state.get("epoch", 0)) >= config.epochs:
             return _finished_run(resume_from, state, emit, started)
-        return _train(config, table, state, resume_from, own, start_weights, emit, should_stop,
-                      started, ctx, device)
+        if state is not None:  # a resumed or forked run keeps the stages it started from
+            earlier_stages = list(state.get("earlier_stages") or [])
+        return _train(config, table, state, resume_from, own, start_weights, earlier_stages,
+                      emit, should_stop, started, ctx, device)
 
 
 def _train(config: TrainConfig, table, state: dict | None, resume_from: str, own: bool,
-           start_weights, emit, should_stop, started: float, ctx: DistContext,
-           device: torch.device | None) -> FitResult:
+           start_weights, earlier_stages: list, emit, should_stop, started: float,
+           ctx: DistContext, device: torch.device | None) -> FitResult:
     """``fit``'s loop, with the folder claimed: from scratch, from ``start_weights``
     (fine-tuning) or from ``state`` (the last.pt at ``resume_from``: the folder's ``own``, or
     another folder's)."""
@@ -366,11 +369,12 @@ def _train(config: TrainConfig, table, state: dict | None, resume_from: str, own
             def checkpoint(with_optimizer):
                 return make_checkpoint(
                     net, preprocess, data.table.columns, epoch=epoch + 1, metrics=metrics,
-                    history=history, data=data.description,
+                    history=history, data={**data.description, "device": describe(device)},
                     train_config=run_record,
                     optimizer_state=optimizer.state_dict() if with_optimizer else None,
                     scheduler_state=(scheduler.state_dict() if with_optimizer and scheduler
-                                     else None), run_id=run_id)
+                                     else None), run_id=run_id,
+                    earlier_stages=earlier_stages)
 
             # last.pt is the commit point: a kill before it is replaced redoes this epoch on
             # resume; what follows it, runs.settle completes from it (see runs)

@@ -224,6 +224,15 @@ MUTANTS = (
            "frames += [chosen[i] for i in good]", "frames += [None for i in good]",
            "a page cannot show, nor the flags judge, the region the model saw",
            ("tests/test_framing.py",)),
+    Mutant("fine-tune-forgets-its-stages", "galaxy_core/training.py",
+           "            earlier_stages = list(state.get(\"earlier_stages\") or [])",
+           "            earlier_stages = []",
+           "a resumed fine-tune's model card loses the run it started from",
+           ("tests/test_training.py",)),
+    Mutant("card-shows-only-the-last-stage", "train/model_card.py",
+           "    if len(stages) == 1:", "    if stages := stages[-1:]:",
+           "the model card describes a fine-tune as if it were the whole recipe",
+           ("tests/test_training.py",)),
 )
 
 

@@ -408,7 +408,7 @@ def make_variables(galaxy_folder, tmp_path, variants):
     return [f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
             f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={tmp_path / 'model'}",
             f"RUNS={tmp_path / 'runs'}", f"CACHE={tmp_path / 'cache'}", f"VARIANTS={variants}",
-            "TRAIN_DEVICE=cpu", "EPOCHS=1",
+            "TRAIN_DEVICE=cpu", "EPOCHS=1", "REFRAME_EPOCHS=1",
             "RECIPE=--image-size 32 --crop-fraction 0.7 --head tree --augment full "
             "--batch-size 8 --workers 0"]
 
@@ -416,51 +416,68 @@ def make_variables(galaxy_folder, tmp_path, variants):
 @e2e
 @pytest.mark.skipif(not HAS_VENV, reason="make model depends on the .venv that `make test` "
                     "installs")
-def test_make_model_runs_the_whole_shipping_pipeline(cli, galaxy_folder, tmp_path):
-    """The documented one command (`make model`), on 16 galaxies with a one-epoch recipe: two
-    validation runs, the all-data run, their scores, the export and the card."""
+def test_make_reframe_model_runs_the_whole_shipping_pipeline(cli, galaxy_folder, tmp_path):
+    """The documented one command (`make reframe-model`, which is `make model`'s runs, then
+    each fine-tuned with 'reframe'), on 16 galaxies with a one-epoch recipe: three validation
+    runs and the all-data run, their fine-tunes, their scores, the export, the calibration and
+    the card; and `make model` publishes the recipe's own runs the same way."""
     model_dir = tmp_path / "model"
     variants = tmp_path / "variants.json"
     variants.write_text(json.dumps([{"name": "tiny", "epochs": 1, "best_val_rmse": 0.2}]))
     variables = make_variables(galaxy_folder, tmp_path, variants)
     # HARDWARE named here: make's own probe of it is one more torch import (~5 s of CPU)
-    done = subprocess.run(["make", "-s", "model", *variables, "HARDWARE=the test machine"],
+    done = subprocess.run(["make", "-s", "reframe-model", *variables,
+                           "HARDWARE=the test machine"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     runs = sorted((tmp_path / "runs").glob("*/last.pt"))
-    assert len(runs) == 4
+    assert len(runs) == 8
     written = [os.path.getmtime(p) for p in runs]
     # run again (as after an interruption): make's own training commands, as `make -n` lists
     # them, leave the finished runs as they are
-    listed = subprocess.run(["make", "-s", "-n", "model", *variables, "HARDWARE=unused"],
+    listed = subprocess.run(["make", "-s", "-n", "reframe-model", *variables, "HARDWARE=unused"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     commands = [shlex.split(line) for line in listed.stdout.splitlines()
                 if " -m train.train " in line]
-    assert len(commands) == 4
+    assert len(commands) == 8
     said = 0
     for command in commands:
         assert command[:3] == [sys.executable, "-m", "train.train"]
         again = cli("train.train", *command[3:])
         assert again.returncode == 0, again.stderr
         said += again.stderr.count("nothing left to train")
-    assert said == 4
+    assert said == 8
     assert [os.path.getmtime(p) for p in runs] == written
     from galaxy_core.checkpoint import load_checkpoint
     shipped = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
     assert shipped.meta["data"]["val_galaxies"] == 0
-    # calibrated on the galaxies the three split runs held out, each galaxy counted once
+    # the all-data run, fine-tuned with 'reframe'
+    assert shipped.meta["train_config"]["augment"] == "reframe"
+    assert [s["train_config"]["out"] for s in shipped.meta["earlier_stages"]] == [
+        str(tmp_path / "runs" / "shipped")]
+    # calibrated on the galaxies the three fine-tuned split runs held out, each counted once
     held_out = set()
-    for run in runs[:3]:
-        held_out |= set(galaxy_folder["ids"]) - set(load_checkpoint(str(run)).meta["data"][
-            "train_ids"])
+    for seed in range(3):
+        run = load_checkpoint(str(tmp_path / "runs" / f"reframe_split{seed}" / "last.pt"))
+        assert run.meta["earlier_stages"][0]["data"]["split_seed"] == seed
+        held_out |= set(galaxy_folder["ids"]) - set(run.meta["data"]["train_ids"])
     assert shipped.calibration.source.startswith(f"{len(held_out)} galaxies held out by")
     assert [s["split_seed"] for s in shipped.meta["recipe_validation"]["splits"]] == [0, 1, 2]
     card = (model_dir / "MODEL_CARD.md").read_text()
     assert "Accuracy on held-out galaxies" in card and "| tiny | 1 |" in card
     assert "## Uncertainty: calibrated intervals" in card
-    assert "the test machine" in card
+    assert "Trained in 2 stages" in card and "augmentation 'reframe'" in card
+    assert "on CPU (" in card and "`make reframe-model`" in card
     assert (model_dir / "rmse_per_question.png").is_file()
+    # `make model`: the same four recipe runs, published from the recipe's own runs
+    recipe = subprocess.run(["make", "-s", "-n", "model", *variables, "HARDWARE=unused"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert [line for line in recipe.stdout.splitlines() if " -m train.train " in line] == [
+        line for line in listed.stdout.splitlines() if " -m train.train " in line][:4]
+    assert f"--checkpoint {tmp_path / 'runs' / 'shipped' / 'last.pt'} --out" in recipe.stdout
+    assert str(tmp_path / "runs" / "reframe_") not in recipe.stdout
+    assert "--augment reframe" not in recipe.stdout
 
 
 @e2e

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from galaxy_core.checkpoint import (CheckpointError, load_checkpoint, read_checkpoint,
-                                    resumed_config)
+                                    resumed_config, training_stages)
 from galaxy_core.config import TrainConfig
 from galaxy_core.data import DataError
 from galaxy_core.model import build_model
@@ -119,8 +119,11 @@ def test_a_resumed_fine_tuning_run_keeps_its_origin_and_recipe(galaxy_folder, tm
     config = resumed_config(tuned.last_path, out=str(tmp_path / "more"), device="cpu")
     assert (config.image_size, config.epochs, config.resume) == (32, 1, tuned.last_path)
     longer = fit(TrainConfig(**{**config.__dict__, "epochs": 2}))  # constant lr: may grow
-    record = read_checkpoint(longer.last_path)["train_config"]
+    raw = read_checkpoint(longer.last_path)
+    record = raw["train_config"]
     assert record["init_from"] == source.last_path and record["epochs"] == 2
+    # the run it was fine-tuned from stays recorded through the resume (the model card's stages)
+    assert [s["train_config"]["out"] for s in raw["earlier_stages"]] == [str(tmp_path / "source")]
     with pytest.raises(ValueError, match="keeps its own image_size"):
         resumed_config(tuned.last_path, image_size=64)
 
@@ -287,6 +290,30 @@ def test_a_fine_tune_with_resume_auto_starts_from_the_weights_then_continues(gal
     assert [h["epoch"] for h in history] == [1, 2]  # continued, not started again
     assert read_checkpoint(tmp_path / "tuned" / "last.pt")["train_config"]["init_from"] == \
         source.last_path
+
+
+def test_a_fine_tune_of_a_fine_tune_records_every_stage_for_the_model_card(galaxy_folder,
+                                                                            tmp_path):
+    from train.model_card import _recipe_lines
+    base = fit(tiny_config(galaxy_folder, tmp_path / "base", epochs=2, augment="none"))
+    first = fit(tiny_config(galaxy_folder, tmp_path / "first", epochs=1, lr=3e-4,
+                            augment="seed", init_from=base.last_path))
+    second = fit(tiny_config(galaxy_folder, tmp_path / "second", epochs=1, lr=1e-4,
+                             init_from=first.last_path))
+    stages = training_stages(load_checkpoint(second.last_path).meta)
+    assert [s["train_config"]["out"] for s in stages] == [
+        str(tmp_path / name) for name in ("base", "first", "second")]
+    assert [(s["epoch"], s["train_config"]["lr"]) for s in stages] == [
+        (2, 3e-3), (1, 3e-4), (1, 1e-4)]
+    assert all(s["data"]["device"].startswith("CPU") for s in stages)
+    assert all(s["epoch_s"] > 0 for s in stages)
+    text = "\n".join(_recipe_lines(stages, ""))
+    assert "Trained in 3 stages" in text
+    assert "1. from scratch" in text and "2. fine-tuned from `last.pt`" in text
+    assert "2 epochs" in text and "augmentation 'none'" in text and "augmentation 'seed'" in text
+    # a model trained in one run reads as before
+    alone = "\n".join(_recipe_lines(training_stages(load_checkpoint(base.last_path).meta), ""))
+    assert "stages" not in alone and "2 epochs" in alone
 
 
 def test_init_from_refuses_a_wrong_start_before_decoding(galaxy_folder, tmp_path):

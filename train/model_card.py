@@ -16,7 +16,7 @@ import logging
 import os
 
 from galaxy_core.augment import AUGMENT_DESCRIPTIONS, TTA_VIEWS
-from galaxy_core.checkpoint import load_checkpoint
+from galaxy_core.checkpoint import load_checkpoint, training_stages
 from galaxy_core.data import DataError
 from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_splits,
                                   shown_by_default)
@@ -45,6 +45,41 @@ def starting_point(train_config: dict) -> str:
     if train_config.get("pretrained"):
         return "from torchvision's ImageNet weights"
     return "from scratch (no ImageNet weights)"
+
+
+def _stage_recipe(config: dict) -> str:
+    augment = config.get("augment")
+    return (f"{OPTIMIZER_NAMES[config.get('optimizer', 'adam')]}, peak lr {config.get('lr')}, "
+            f"{config.get('schedule')} schedule, batch {config.get('batch_size')}, "
+            f"{config.get('epochs')} epochs, weight decay {config.get('weight_decay')}, MSE over "
+            f"known answers, augmentation '{augment}' "
+            f"({AUGMENT_DESCRIPTIONS.get(augment, 'not recorded')}), forward pass in "
+            f"{PRECISION_TEXT[config.get('precision', 'float32')]}")
+
+
+def _recipe_lines(stages: list, hardware: str) -> list:
+    """The recipe: one run, or each run of a model fine-tuned in stages (``training_stages``),
+    with the epoch time and the device each took (``hardware`` where a run did not record its
+    device: runs saved before 2026-12-01)."""
+    if len(stages) == 1:
+        minutes = stages[0]["epoch_s"] / 60
+        return [f"- {_stage_recipe(stages[0]['train_config'])}.",
+                f"- Training to the saved epoch took {minutes:.1f} min of epoch time on "
+                f"{hardware or 'the machine named in the README'}."]
+    lines = [f"- Trained in {len(stages)} stages, each a `train.train` run starting from the "
+             f"previous one's weights:"]
+    for number, stage in enumerate(stages, 1):
+        data, versions = stage["data"], stage.get("versions") or {}
+        device = data.get("device") or (f"{hardware} (not recorded by the run)" if hardware
+                                        else f"a device the run did not record (torch "
+                                             f"{versions.get('torch', '?')})")
+        held_out = (f"{data.get('val_galaxies')} held out" if data.get("val_galaxies")
+                    else "none held out")
+        lines.append(f"  {number}. {starting_point(stage['train_config'])}: "
+                     f"{_stage_recipe(stage['train_config'])}; {data.get('train_galaxies')} "
+                     f"galaxies for training, {held_out}; ended at epoch {stage.get('epoch')}, "
+                     f"{stage['epoch_s'] / 60:.1f} min of epoch time on {device}.")
+    return lines
 
 
 def _fmt(value) -> str:
@@ -240,8 +275,9 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
     meta = loaded.meta
     data = meta.get("data", {})
     train_config = meta.get("train_config", {})
-    history = meta.get("history", [])
-    seconds = sum(h.get("epoch_s", 0) for h in history)
+    stages = training_stages(meta)
+    fine_tuned = (f", then fine-tuned in {len(stages) - 1} more stage"
+                  f"{'s' if len(stages) > 2 else ''} (Recipe)" if len(stages) > 1 else "")
     learned = [q for q in QUESTIONS if all(c in loaded.trained_columns for c in q.columns)]
     if own:
         which_epoch = "the one with the best validation RMSE"
@@ -257,12 +293,12 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
                       f"-galaxy parts (splits by seeded permutation of GalaxyIDs, seeds {seeds}). "
                       f"The 40 shipped sample galaxies are in split 0's held-out part, so they "
                       f"were in this model's training data but not in that run's.")
-    augment = train_config.get("augment")
     lines = [
         "# Model card: Galaxy Zoo ResNet18 (shipped default)",
         "",
         "## What it is",
-        f"- torchvision ResNet18 {starting_point(train_config)}, seed head Linear(512,512) → "
+        f"- torchvision ResNet18 {starting_point(stages[0]['train_config'])}"
+        f"{fine_tuned}, seed head Linear(512,512) → "
         f"ReLU → Dropout({loaded.net.config.dropout}) → Linear(512,37), **{loaded.net.config.head}"
         f"** output head ({HEAD_TEXT[loaded.net.config.head]}).",
         f"- Input: centre {loaded.preprocess.crop_fraction:.0%} of the frame (the galaxy), "
@@ -286,19 +322,12 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         "",
         "## Recipe",
         f"- Reproduce: `{notes}`" if notes else "",
-        f"- {OPTIMIZER_NAMES[train_config.get('optimizer', 'adam')]}, peak lr "
-        f"{train_config.get('lr')}, {train_config.get('schedule')} schedule, "
-        f"batch {train_config.get('batch_size')}, {train_config.get('epochs')} epochs, weight "
-        f"decay {train_config.get('weight_decay')}, MSE over known answers, augmentation "
-        f"'{augment}' ({AUGMENT_DESCRIPTIONS.get(augment, 'not recorded')}), forward pass in "
-        f"{PRECISION_TEXT[train_config.get('precision', 'float32')]}.",
-        f"- Training to the saved epoch took {seconds / 60:.1f} min of epoch time on "
-        f"{hardware or 'the machine named in the README'}.",
+        *_recipe_lines(stages, hardware),
         "",
         *_accuracy_section(splits, own),
         *_variants_section(variants),
         *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies"),
-                                 train_config.get("epochs")),
+                                 stages[0]["train_config"].get("epochs")),
         *_intervals_section(loaded.calibration),
         *(["## Grad-CAM faithfulness", "", faithfulness.strip(), ""] if faithfulness else []),
         "## Limits",
@@ -332,7 +361,8 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", help="JSON list of {name, epochs, best_val_rmse, minutes, "
                         "and optionally split_seed, tta_rmse, tta_views, hardware; learning_curve (a "
                         "label) with train_galaxies for the runs of a learning curve}")
-    parser.add_argument("--hardware", default="")
+    parser.add_argument("--hardware", default="", help="the machine it was trained on (for a "
+                        "model trained in stages: the one for stages that did not record it)")
     parser.add_argument("--command", default="", help="the command that trained it")
     parser.add_argument("--faithfulness", metavar="MD",
                         help="the Grad-CAM faithfulness table (train.gradcam --evaluate "

@@ -11,15 +11,19 @@ field, a tight crop, the galaxy off centre) is re-framed before the model sees i
    bright level, not of the noise, keeps the faint outskirts of neighbours and star halos from
    merging with the galaxy, and works alike for a JPEG and a stretched FITS file.
 2. The source covering the centre is the galaxy; if none does, the one with the most light
-   among those whose centre lies within ``NEAR_CENTRE`` of it; else the closest. Its
-   light-weighted centre and half-light radius (``r50``: half its light within it) are measured.
+   among those whose centre lies within ``NEAR_CENTRE`` of it; else the one with the most light
+   anywhere (not the closest: a star or speck between it and the middle). Specks (under
+   ``SPECK_AREA``) compete only when nothing larger was found. Its light-weighted centre and
+   half-light radius (``r50``: half its light within it) are measured.
 3. A galaxy smaller in its frame than all training galaxies but a few (``r50`` under the
    ``BAND[0]`` percentile of ``FramingStats``, measured on the training images by
    ``python -m train.framing_stats``) is re-framed: a frame centred on it, sized so its ``r50``
-   is the training median. Any other image is left exactly as it is, including a galaxy larger
-   than the training ones or far off centre: zooming out or re-centring those was measured to
+   is the training median. A galaxy that does not cover the middle of the image (the middle is
+   sky: never so in 1,000 training cut-outs) is re-centred at the same scale. Any other image is
+   left exactly as it is, including a galaxy larger than the training ones or whose light is
+   centred away from the middle it covers: zooming out or re-centring those was measured to
    cost more on normally framed galaxies than it gained (docs/command-line.md, "Automatic
-   framing"; a model trained with ``--augment reframe`` copes with shifts itself).
+   framing"; a model trained with ``--augment reframe`` copes with small shifts itself).
 
 Parts of the new frame outside the image are filled with sky-like noise (the border's median
 and spread per channel, from a fixed seed, so the result is deterministic).
@@ -51,6 +55,10 @@ MIN_AREA = 6  # px of the analysis copy: smaller detections are noise
 # shorter side) compete on light: a galaxy shifted off centre, not a speck between it and the
 # centre (measured: 19 of 200 shifted held-out galaxies were lost to such specks)
 NEAR_CENTRE = 0.25
+# share of the image: a detection smaller than this is a speck, not a galaxy to frame, when a
+# larger source exists (the smallest of 1,500 training galaxies covers 0.021; a speck near the
+# middle was zoomed in on while the galaxy sat in a corner of the upload)
+SPECK_AREA = 0.001
 ISOPHOTE = 0.085  # the detection threshold, as a share of the image's bright level (docstring)
 STATS_FILE = os.path.join(paths.ASSETS, "models", "framing_stats.json")
 # on by default: on 200 held-out galaxies framed as in training it moved 2 and changed the
@@ -85,6 +93,7 @@ class Source:
     y: float  # ... of the height
     r50: float  # half-light radius, as a share of the shorter side
     area: float  # share of the image above the detection threshold
+    covers_centre: bool = True  # the middle pixel of the image is part of it
 
 
 @dataclass(frozen=True)
@@ -176,18 +185,20 @@ def find_source(image: Image.Image) -> Source | None:
     candidates = np.flatnonzero(stats[1:count, cv2.CC_STAT_AREA] >= MIN_AREA) + 1
     if len(candidates) == 0:
         return None
+    larger = candidates[stats[candidates, cv2.CC_STAT_AREA] >= SPECK_AREA * width * height]
+    if len(larger):
+        candidates = larger
     at_centre = labels[int(round(centre[1])), int(round(centre[0]))]
     offsets = centroids[candidates] - centre
     distance = np.hypot(offsets[:, 0], offsets[:, 1]) / min(width, height)
     near = distance <= NEAR_CENTRE
     if at_centre in candidates:  # the source covering the centre
         best = int(at_centre)
-    elif near.any():  # else the one with the most light near it (not a speck nearer still)
+    else:  # else the one with the most light near it (not a speck nearer still), or anywhere
         light_of = np.bincount(labels.ravel(), weights=np.maximum(grey - float(sky), 0).ravel(),
                                minlength=count)
-        best = int(candidates[near][np.argmax(light_of[candidates[near]])])
-    else:  # else the closest
-        best = int(candidates[np.argmin(distance)])
+        among = candidates[near] if near.any() else candidates
+        best = int(among[np.argmax(light_of[among])])
     ys, xs = np.nonzero(labels == best)
     light = np.maximum(grey[ys, xs] - float(sky), 0.0)
     if light.sum() <= 0:
@@ -203,7 +214,8 @@ def find_source(image: Image.Image) -> Source | None:
     cumulative = np.cumsum(light[order])
     r50 = float(radii[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
     return Source(x=float(x0 + 0.5) / width, y=float(y0 + 0.5) / height,
-                  r50=max(r50, 0.5) / min(width, height), area=len(xs) / (width * height))
+                  r50=max(r50, 0.5) / min(width, height), area=len(xs) / (width * height),
+                  covers_centre=best == at_centre)
 
 
 def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
@@ -221,6 +233,10 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
                      f"frame",
                      source, width)
     off = np.hypot(source.x - 0.5, source.y - 0.5)
+    if not source.covers_centre:  # the middle is sky: centre the frame on the galaxy
+        return Frame(source.x * width, source.y * height, shorter, True,
+                     f"re-centred on the object found, {off:.0%} of the frame off centre, as "
+                     f"nothing lay at the middle", source, width)
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more
         what = "larger in the frame" if source.r50 > stats.r50_high else \
             f"further off centre ({off:.0%} of the frame)"

@@ -29,18 +29,16 @@ def fits_caption(info: dict) -> str:
 
 
 def interval_caption(calibration, tta: bool) -> str:
-    """What the black line across each bar means, and how far to trust it."""
+    """What the black line across each bar means, and how far to trust it (said once a page)."""
     measured = (calibration.coverage or {}).get("all") or {}
-    held = (f" (on held-out galaxies it held {measured['coverage']:.0%} of the time)"
+    held = (f" (on galaxies kept out of training: {measured['coverage']:.0%})"
             if measured.get("coverage") is not None else "")
-    return (f"The black line across each learned answer's bar is its {calibration.level:.0%} "
-            f"interval: the share of volunteers giving that answer falls inside it for "
-            f"{calibration.level:.0%} of galaxies like the training ones{held}. It is "
-            f"calibrated for the {TTA_VIEWS}-view average" +
-            ("." if tta else ", so with one view it holds a little less often.") +
-            " For an image flagged as unlike the training images it promises nothing, and for "
-            "a galaxy cut out much tighter or off centre it holds less often even when the "
-            "image is not flagged (the shipped model's measurement is in docs/command-line.md).")
+    return (f"The black line across a bar is a {calibration.level:.0%} range: for "
+            f"{calibration.level:.0%} of galaxies like the training ones, the share of "
+            f"volunteers who gave that answer falls inside it{held}" +
+            ("." if tta else f"; with one view instead of {TTA_VIEWS} a little less often.") +
+            " Images unlike the training ones get no range, and for a galaxy cut out much "
+            "tighter or off centre it holds less often.")
 
 
 st.title("🔭 Classify galaxies")
@@ -67,9 +65,10 @@ frame_on = middle.toggle(
     "Frame the galaxy automatically", value=FRAMING_BY_DEFAULT, key="classify_framing",
     help="Find the galaxy nearest the centre and, where it is far smaller in its frame than "
          "almost every training galaxy (a wide field), zoom in on it so it fills the frame as "
-         "the training cut-outs do. Other images are left as they are (zooming out or "
-         "re-centring was measured to do more harm than good). The picture beside each verdict "
-         "shows what the model saw.")
+         "the training cut-outs do; where nothing lies at the middle of the image, centre the "
+         "frame on the galaxy. Other images are left as they are (zooming out a large galaxy "
+         "was measured to do more harm than good). The picture beside each verdict shows what "
+         "the model saw.")
 framing = shipped_stats() if frame_on else None
 tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips",
                    value=True, key="classify_tta",
@@ -116,6 +115,8 @@ if result.frame.empty:
     st.stop()
 
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
+CAVEAT = ("this image is unlike the training images, so these answers are a guess. Read as "
+          "a galaxy cut-out, the model would say:")
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
 unlike = [image_flags(source, labels[k], frame)
@@ -163,6 +164,14 @@ if loaded.calibration is not None:
         file_name="galaxy_intervals.csv", mime="text/csv",
         help="GalaxyID, then each learned answer's interval: Class1.1_low, Class1.1_high, …")
 
+untrained_count = len(loaded.untrained_columns)
+show_untrained = untrained_count > 0 and st.toggle(
+    f"Also show the {untrained_count} answers the model never learned", value=False,
+    key="classify_untrained",
+    help="This model was trained on galaxies labelled for only some questions; its outputs for "
+         "the others are not predictions. They are drawn grey and left out of the verdict.")
+if loaded.calibration is not None and not all(unlike):
+    st.caption(interval_caption(loaded.calibration, tta))
 for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], verdicts, values)):
     if i >= MAX_DETAILED:
         st.caption(f"Charts shown for the first {MAX_DETAILED}; all {len(values)} are in the "
@@ -192,16 +201,19 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
                 {"dataset": SAMPLES_NAME, "galaxy_id": galaxy_id} if isinstance(source, str)
                 else {"image": source, "name": str(galaxy_id)})
             st.switch_page("pages/similar.py")
-        st.markdown(f"**Verdict:** {verdict.text}" + (
-            " *(uncertain: this image is unlike the training images)*" if unlike[i] else ""))
+        st.markdown(f"**Verdict:** *{CAVEAT}* {verdict.text}" if unlike[i]
+                    else f"**Verdict:** {verdict.text}")
         for flag in unlike[i]:
             st.warning(f"Unlike the training images: {flag.message}. The model has seen "
                        "nothing like this, so treat its answers with caution.")
-        frame = probabilities_frame(preds, loaded.trained_columns, loaded.calibration)
-        st.altair_chart(probability_chart(frame), width="stretch")
-        if loaded.calibration is not None:
-            st.caption(interval_caption(loaded.calibration, tta))
+        # no interval for a flagged image: calibrated on galaxies like the training ones, it
+        # would promise what it does not hold
+        frame = probabilities_frame(preds, loaded.trained_columns,
+                                    None if unlike[i] else loaded.calibration)
+        charted = frame if show_untrained else frame[frame["learned"]]
+        st.altair_chart(probability_chart(charted), width="stretch")
         with st.expander("All 37 probabilities as a table"):
-            shown = frame.drop(columns=["low", "high"] if loaded.calibration is None else [])
+            shown = frame.drop(columns=["low", "high"] if loaded.calibration is None or unlike[i]
+                               else [])
             st.dataframe(shown.round({"probability": 4, "low": 3, "high": 3}),
                          hide_index=True, width="stretch")

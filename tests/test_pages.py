@@ -1,6 +1,7 @@
 """Every page through Streamlit's AppTest, on the shipped model and sample galaxies."""
 
 import io
+import json
 import os
 
 import numpy as np
@@ -159,14 +160,20 @@ def test_classify_shows_and_judges_the_region_its_prediction_cut():
     assert not at.exception, at.exception
     captions = [p.caption for element in at.get("image") for p in element.proto.imgs]
     assert any("the region the model sees (zoomed in" in c for c in captions), captions
-    assert "uncertain" not in verdicts(at)[0]
+    assert "unlike the training images" not in verdicts(at)[0]
     assert not [w for w in at.warning if w.value.startswith("Unlike the training images")]
+    table = [d.value for d in at.dataframe if len(d.value) == 37][0]
+    assert table[table["learned"]][["low", "high"]].notna().all().all()
     at.toggle(key="classify_framing").set_value(False).run()
     assert not at.exception, at.exception
     captions = [p.caption for element in at.get("image") for p in element.proto.imgs]
     assert not any("zoomed in" in c for c in captions), captions
-    assert "uncertain" in verdicts(at)[0]
+    assert "unlike the training images, so these answers are a guess" in verdicts(at)[0]
     assert [w for w in at.warning if w.value.startswith("Unlike the training images")]
+    # a flagged image gets no interval: calibrated on cut-outs, it would promise nothing here
+    table = [d.value for d in at.dataframe if len(d.value) == 37][0]
+    assert "low" not in table.columns
+    assert not any(c.value.startswith("The black line") for c in at.caption)
 
 
 def test_classify_keeps_one_row_per_galaxy_id_and_says_which_it_left_out():
@@ -197,7 +204,8 @@ def test_classify_shows_each_learned_answers_calibrated_interval(tmp_path):
     assert (learned["high"] - learned["low"]).min() > 0.002
     assert (learned["high"] - learned["low"]).max() > 0.1
     assert table[~table["learned"]][["low", "high"]].isna().all().all()
-    assert any("80% interval" in c.value for c in at.caption)
+    assert sum(c.value.startswith("The black line across a bar is a 80% range") for c in
+               at.caption) == 1
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download 80% intervals (CSV)" in labels
 
@@ -214,7 +222,7 @@ def test_classify_shows_each_learned_answers_calibrated_interval(tmp_path):
     assert not at.exception
     table = [d.value for d in at.dataframe if len(d.value) == 37][0]
     assert "low" not in table.columns
-    assert not any("80% interval" in c.value for c in at.caption)
+    assert not any(c.value.startswith("The black line") for c in at.caption)
 
 
 def test_model_card_shows_how_often_the_intervals_held():
@@ -395,7 +403,6 @@ def test_browser_leaves_out_what_the_model_never_learned():
     # the whole-dataset comparison: one scatter per learned answer the dataset labels
     assert at.toggle(key="browse_compare").value  # 40 galaxies: on by default
     # one chart per answer (wrapped to the screen, not one fixed-width grid cut off on a phone)
-    import json
     titles = [json.loads(c.proto.spec)["title"]["text"] for c in at.get("vega_lite_chart")]
     assert len(titles) == 17 and titles[0] == "Q1 smooth"
 
@@ -764,7 +771,6 @@ def test_a_one_epoch_run_draws_its_point_with_whole_epochs(monkeypatch):
     from pages.common import training_jobs
     training_jobs().wait(120)
     at.run()
-    import json
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     assert len(specs) == 2
     for spec in specs:
@@ -819,6 +825,23 @@ def test_with_local_admin_off_even_a_local_visitor_needs_the_password(visitor, m
     at.text_input[0].set_value("pw").run()
     at.button[0].click().run()
     assert any(b.label == "Start training" for b in at.button)
+
+
+def test_classify_charts_the_learned_answers_and_the_rest_on_request():
+    """20 of 37 bars would be answers the model never learned: hidden unless asked for."""
+    at = app("pages/classify.py")
+    at.multiselect[0].set_value([os.path.splitext(sorted(os.listdir(paths.SAMPLE_IMAGES))[0])[0]])
+    at.run()
+    assert len(at.get("vega_lite_chart")) == 1
+
+    def charted_rows():  # the bars' order on the y axis names every bar drawn
+        spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+        layers = spec.get("layer", [spec])
+        return len(layers[0]["encoding"]["y"]["sort"])
+
+    assert charted_rows() == 17
+    at.toggle(key="classify_untrained").set_value(True).run()
+    assert not at.exception and charted_rows() == 37
 
 
 def test_the_probability_chart_names_answers_never_learned_on_its_axis():

@@ -13,8 +13,10 @@ sky (median) and noise (scaled median absolute deviation) are measured; the sky 
 cut-outs' sky level (about 4 of 255) and one noise sigma at about 3 of 255, as measured on 300
 of the Kaggle images; ``Q`` is chosen so the brightest 0.1% of the galaxy reaches about 190 of
 255, the cut-outs' median. Fluxes keep their ratios between bands (one stretch for all), so
-colours stay physical. NaNs count as sky; a blank band (all zero or NaN) is replaced by the
-mean of the others and said so.
+colours stay physical. Missing pixels (NaN) enclosed by data, such as a masked star or a
+saturated core, are filled from the pixels around them (OpenCV's Telea inpainting); missing
+areas that reach the edge of the image are sky; either is said in the picture's notes. A blank
+band (all zero or NaN) is replaced by the mean of the others and said so.
 
 Every header is checked before any data is read: the decoded size of the data is bounded as for
 other images, and a file whose header promises more data than it holds is refused, not read.
@@ -29,6 +31,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 FITS_EXTENSIONS = (".fits", ".fit", ".fts", ".fz")
@@ -259,7 +262,14 @@ def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str]]:
                 notes.append(f"the {BANDS[index]} band is blank; the mean of the others "
                              f"stands in for it")
     stats = [sky_and_noise(p) for p in planes]
-    planes = np.stack([np.nan_to_num(p - sky, nan=0.0) for p, (sky, _) in zip(planes, stats)])
+    planes = np.stack([p - sky for p, (sky, _) in zip(planes, stats)])
+    planes, filled, edge = _fill_missing(planes)
+    if filled:
+        notes.append(f"{filled} pixel(s) without data (NaN) inside the image were filled from "
+                     f"the pixels around them")
+    if edge:
+        notes.append(f"{edge} pixel(s) without data (NaN) at the edge of the image are shown "
+                     f"as sky")
     noise = float(np.mean([n for _, n in stats])) or float(np.std(planes)) or 1.0
     gain = NOISE_LEVEL / noise  # of 255 per flux unit, for faint signal
     i_band, r_band, g_band = (planes[2], planes[1], planes[0]) if len(planes) == 3 else \
@@ -267,6 +277,25 @@ def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str]]:
     q = _choose_q(np.stack([i_band, r_band, g_band]), gain)
     minimum = -SKY_LEVEL / gain
     return lupton_rgb(i_band, r_band, g_band, [minimum] * 3, _stretch_for(q, gain), q), notes
+
+
+def _fill_missing(planes: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Sky-subtracted ``planes`` with their NaN pixels filled: those enclosed by data from the
+    pixels around them, those in areas reaching the image's edge with 0 (sky). Returns the
+    planes and the counts of pixels filled each way (missing in any band)."""
+    missing = ~np.isfinite(planes)
+    if not missing.any():
+        return planes, 0, 0
+    anywhere = missing.any(axis=0).astype(np.uint8)
+    count, labels = cv2.connectedComponents(anywhere, connectivity=8)
+    touching = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = np.isin(labels, touching[touching > 0])
+    enclosed = anywhere.astype(bool) & ~edge
+    filled = np.nan_to_num(planes, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    if enclosed.any():
+        mask = enclosed.astype(np.uint8)
+        filled = np.stack([cv2.inpaint(plane, mask, 3, cv2.INPAINT_TELEA) for plane in filled])
+    return filled, int(enclosed.sum()), int(edge.sum())
 
 
 def read_fits(source, name: str = "upload", max_bytes: int = 25 * 1024 * 1024,
@@ -290,6 +319,8 @@ def read_fits(source, name: str = "upload", max_bytes: int = 25 * 1024 * 1024,
     rgb, notes = to_colour(planes)
     if planes.shape[0] == 1:
         notes.append("one band: shown in grey (the model learned from g, r, i colour)")
+    elif not isinstance(source, BandSet):
+        notes.append("its planes 1, 2 and 3 read as the g, r and i bands")
     return FitsPicture(rgb=rgb, centre=centre_radec(header, rgb.shape), notes=notes)
 
 

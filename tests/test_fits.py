@@ -47,7 +47,8 @@ def test_a_gri_cube_looks_like_a_kaggle_cutout():
     assert 150 <= np.percentile(rgb.max(axis=2), 99.9) <= 230  # bright, not saturated
     core = rgb[44:52, 44:52].reshape(-1, 3).mean(axis=0)
     assert core[0] > core[1] > core[2]  # i as red, r as green, g as blue: a red galaxy
-    assert picture.centre is None and not picture.notes
+    assert picture.centre is None
+    assert picture.notes == ["its planes 1, 2 and 3 read as the g, r and i bands"]
 
 
 def test_the_mapping_is_astropys_make_lupton_rgb():
@@ -83,6 +84,25 @@ def test_nans_and_a_blank_band_are_handled():
     assert sky_and_noise(np.full((4, 4), np.nan)) == (0.0, 0.0)
     with pytest.raises(ImageError, match="every band is blank"):
         open_image(fits_bytes(np.zeros((3, 16, 16), np.float32)), "empty.fits")
+
+
+def test_missing_pixels_inside_the_galaxy_are_filled_from_around_them_and_said():
+    """A NaN in a galaxy's core (a masked star, a saturated pixel) was drawn as a black dot, so
+    the model saw a hole in the galaxy; now it is filled from its neighbours, and the notes say
+    how many pixels were filled, and how many at the edge became sky."""
+    bands = galaxy_bands()
+    whole = read_fits(fits_bytes(bands), "whole.fits")
+    assert whole.notes == ["its planes 1, 2 and 3 read as the g, r and i bands"]
+    middle = bands.shape[1] // 2
+    bands[:, middle - 1:middle + 2, middle - 1:middle + 2] = np.nan  # 9 pixels in the core
+    bands[1, 0, :5] = np.nan  # 5 at the edge, one band
+    picture = read_fits(fits_bytes(bands), "holes.fits")
+    core = picture.rgb[middle - 1:middle + 2, middle - 1:middle + 2].astype(int)
+    assert np.abs(core - whole.rgb[middle - 1:middle + 2, middle - 1:middle + 2]).max() <= 40
+    assert core[..., 0].min() > 100  # bright like the core around it, not sky-dark
+    assert "9 pixel(s) without data (NaN) inside the image were filled" in " ".join(picture.notes)
+    assert "5 pixel(s) without data (NaN) at the edge of the image are shown as sky" in \
+        " ".join(picture.notes)
 
 
 def test_three_band_files_of_one_galaxy_are_combined(tmp_path):

@@ -164,6 +164,8 @@ def test_classify_shows_and_judges_the_region_its_prediction_cut():
     assert not [w for w in at.warning if w.value.startswith("Unlike the training images")]
     table = [d.value for d in at.dataframe if len(d.value) == 37][0]
     assert table[table["learned"]][["low", "high"]].notna().all().all()
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["bar", "rule"]
     at.toggle(key="classify_framing").set_value(False).run()
     assert not at.exception, at.exception
     captions = [p.caption for element in at.get("image") for p in element.proto.imgs]
@@ -174,6 +176,8 @@ def test_classify_shows_and_judges_the_region_its_prediction_cut():
     table = [d.value for d in at.dataframe if len(d.value) == 37][0]
     assert "low" not in table.columns
     assert not any(c.value.startswith("The black line") for c in at.caption)
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert "layer" not in spec and spec["mark"]["type"] == "bar"  # bars, no interval lines
 
 
 def test_classify_keeps_one_row_per_galaxy_id_and_says_which_it_left_out():
@@ -223,6 +227,8 @@ def test_classify_shows_each_learned_answers_calibrated_interval(tmp_path):
     table = [d.value for d in at.dataframe if len(d.value) == 37][0]
     assert "low" not in table.columns
     assert not any(c.value.startswith("The black line") for c in at.caption)
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert "layer" not in spec and spec["mark"]["type"] == "bar"  # bars, no interval lines
 
 
 def test_model_card_shows_how_often_the_intervals_held():

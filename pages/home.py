@@ -32,14 +32,17 @@ for path in samples[:12]:
             st.switch_page("pages/classify.py")
 
 st.subheader("The decision tree at a glance")
-st.dataframe(pd.DataFrame([{
+tree = pd.DataFrame([{
     "question": f"Q{q.number}",
     "asks": q.text,
     "answers": "; ".join(a.label for a in q.answers),
     "asked when": "always" if q.number in (1, 6) else
     ", ".join(f"{a.label} ({a.column})" for p in QUESTIONS for a in p.answers
               if a.next_question == q.number),
-} for q in QUESTIONS]), hide_index=True, width="stretch")
+} for q in QUESTIONS]).set_index("question")
+# a static table, its text wrapped to the page (a scrolling grid cut off its last row and its
+# "asked when" column)
+st.table(tree)
 st.caption("Kaggle weighting: a question's answers sum to the value of the answer it hangs off "
            "(Q1 and Q6 sum to 1).")
 

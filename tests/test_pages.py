@@ -859,3 +859,18 @@ def test_the_probability_chart_names_answers_never_learned_on_its_axis():
     labels = chart.data.set_index("column")["label"]
     assert all(not labels[c].endswith("(not learned)") for c in learned)
     assert all(labels[c].endswith("(not learned)") for c in ANSWER_COLUMNS[3:])
+
+
+def test_home_shows_the_whole_decision_tree_as_a_static_table():
+    """Every question, its answers and when it is asked, derived from the schema; a static table
+    (a scrolling grid cut off the last row and the "asked when" column at 1400 px)."""
+    from galaxy_core.schema import QUESTIONS
+    at = app("pages/home.py")
+    assert not at.exception
+    tables = at.get("table")
+    assert len(tables) == 1
+    tree = tables[0].value
+    assert list(tree.index) == [f"Q{q.number}" for q in QUESTIONS]
+    assert list(tree.columns) == ["asks", "answers", "asked when"]
+    assert tree.loc["Q2", "asked when"] == "features or disk (Class1.2)"
+    assert tree.loc["Q1", "asked when"] == "always"

@@ -60,9 +60,12 @@ with source_col:
     framed = st.toggle("Frame the galaxy automatically", value=FRAMING_BY_DEFAULT,
                        key="gradcam_framing",
                        help="As on the Classify page: a galaxy far smaller in its frame than "
-                            "the training galaxies (a wide field) is zoomed in on first, so the "
-                            "map explains what the model would classify. Other images are left "
-                            "as they are.")
+                            "the training galaxies (a wide field) is zoomed in on first, and one "
+                            "that leaves the middle of the image empty is centred, so the map "
+                            "explains what the model would classify. Other images are left as "
+                            "they are.")
+if uploaded is not None and upload is None:  # refused, and said why above: no sample instead
+    st.stop()
 if upload is not None:
     source, title = upload.getvalue(), upload.name
 elif sample:

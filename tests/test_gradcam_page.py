@@ -201,3 +201,13 @@ def test_an_upload_is_framed_as_the_classify_page_frames_it():
     at.file_uploader[0].set_value(("photo.png", png(Image.fromarray(photo)), "image/png")).run()
     assert not at.exception, at.exception
     assert any(w.value.startswith("Unlike the training images:") for w in at.warning)
+
+
+def test_a_refused_upload_is_said_and_no_sample_is_explained_in_its_place():
+    """A reviewer uploaded a .txt file: the page said it was not used, then silently explained
+    the first sample as if it were the upload."""
+    at = app("pages/gradcam.py")
+    at.file_uploader[0].set_value(("notes.txt", b"not an image", "text/plain")).run()
+    assert not at.exception, at.exception
+    assert any("**notes.txt** was not used" in w.value for w in at.warning)
+    assert not at.get("image") and not at.get("imgs")

@@ -13,8 +13,9 @@ from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_byte
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
 from galaxy_core.uncertainty import interval_table
 from galaxy_core.verdict import walk_tree
-from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, image_flags,
-                          probabilities_frame, probability_chart, sample_choices, sample_title)
+from pages.common import (UPLOAD_LIMIT_MB, UPLOAD_LIMIT_TEXT, active_model, checked_uploads,
+                          image_flags, probabilities_frame, probability_chart, sample_choices,
+                          sample_title)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
 
@@ -47,7 +48,7 @@ if loaded is None:
     st.stop()
 
 uploads = checked_uploads(st.file_uploader(
-    "Upload galaxy images", accept_multiple_files=True,
+    "Upload galaxy images", accept_multiple_files=True, max_upload_size=UPLOAD_LIMIT_MB,
     help="Best results with SDSS-like colour cut-outs centred on the galaxy, as in the Kaggle "
          "images (424 px)."))
 st.caption(f"{UPLOAD_LIMIT_TEXT}. Best with colour cut-outs centred on the galaxy.")

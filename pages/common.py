@@ -43,8 +43,8 @@ from galaxy_core.uncertainty import bounds
 log = logging.getLogger("galaxy_app")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # the app's log lines
 
-UPLOAD_LIMIT_TEXT = (f"{READABLE}, up to {MAX_BYTES // (1024 * 1024)} MB and "
-                     f"40 megapixels each")
+UPLOAD_LIMIT_MB = MAX_BYTES // (1024 * 1024)  # every uploader's own limit (it says so itself)
+UPLOAD_LIMIT_TEXT = f"{READABLE}, up to {UPLOAD_LIMIT_MB} MB and 40 megapixels each"
 MODEL_KEY = "model_path"  # an admin's explicit pick; absent: follow the app's active model
 UNLOCKED_KEY = "admin_unlocked"
 FOLLOW = ""  # the picker's "follow the app's active model" option

@@ -17,9 +17,9 @@ from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
 from galaxy_core.verdict import walk_tree
-from pages.common import (UPLOAD_LIMIT_TEXT, active_model, checked_uploads, explained_image,
-                          faithfulness_report, image_flags, map_scores, sample_choices,
-                          sample_title)
+from pages.common import (UPLOAD_LIMIT_MB, UPLOAD_LIMIT_TEXT, active_model, checked_uploads,
+                          explained_image, faithfulness_report, image_flags, map_scores,
+                          sample_choices, sample_title)
 
 METHOD_HELP = ("Grad-CAM: the classic, one weight per feature map. Grad-CAM++: better when "
                "several regions (arms, a companion) drive the answer. XGrad-CAM: weights scaled "
@@ -46,7 +46,8 @@ if loaded is None:
 names = sample_choices()
 source_col, settings_col = st.columns([1, 1])
 with source_col:
-    uploaded = st.file_uploader("Upload a galaxy", help=UPLOAD_LIMIT_TEXT)
+    uploaded = st.file_uploader("Upload a galaxy", help=UPLOAD_LIMIT_TEXT,
+                                max_upload_size=UPLOAD_LIMIT_MB)
     upload = (checked_uploads([uploaded]) or [None])[0] if uploaded is not None else None
     sample = st.selectbox("…or a shipped sample", list(names), index=0 if names else None,
                           disabled=upload is not None or not names)

@@ -15,10 +15,11 @@ from galaxy_core.images import ImageError, display_crop
 from galaxy_core.schema import ANSWER_BY_COLUMN, QUESTION_OF_COLUMN, answer_name
 from galaxy_core.similarity import (SimilarityError, check_checkpoint, dataset_index_path,
                                     search, update_index)
-from pages.common import (UPLOAD_LIMIT_TEXT, active_model, admin_gate, checked_uploads,
-                          configured_datasets, dataset_picker, embedder_for, image_flags,
-                          index_build_lock, is_admin, query_embedding, read_labels_cached,
-                          sample_choices, sample_title, similarity_index, thumb)
+from pages.common import (UPLOAD_LIMIT_MB, UPLOAD_LIMIT_TEXT, active_model, admin_gate,
+                          checked_uploads, configured_datasets, dataset_picker, embedder_for,
+                          image_flags, index_build_lock, is_admin, query_embedding,
+                          read_labels_cached, sample_choices, sample_title, similarity_index,
+                          thumb)
 
 log = logging.getLogger("galaxy_app")
 
@@ -143,7 +144,8 @@ try:
     else:
         if source == FROM_UPLOAD:
             uploads = checked_uploads([f for f in [st.file_uploader(
-                "Upload a galaxy image", key="similar_upload")] if f is not None])
+                "Upload a galaxy image", key="similar_upload",
+                max_upload_size=UPLOAD_LIMIT_MB)] if f is not None])
             st.caption(f"{UPLOAD_LIMIT_TEXT}. Best with colour cut-outs centred on the galaxy.")
             if not uploads:
                 st.info("Upload an image to find the galaxies most like it.")

@@ -874,3 +874,13 @@ def test_home_shows_the_whole_decision_tree_as_a_static_table():
     assert list(tree.columns) == ["asks", "answers", "asked when"]
     assert tree.loc["Q2", "asked when"] == "features or disk (Class1.2)"
     assert tree.loc["Q1", "asked when"] == "always"
+
+
+@pytest.mark.parametrize("page", ["pages/classify.py", "pages/gradcam.py"])
+def test_the_upload_box_states_the_limit_the_page_enforces(page):
+    """The box said "Limit 50MB per file" (the server's ceiling) beside a caption of 25 MB."""
+    from pages.common import UPLOAD_LIMIT_MB
+    from galaxy_core.images import MAX_BYTES
+    at = app(page)
+    assert UPLOAD_LIMIT_MB * 1024 * 1024 == MAX_BYTES
+    assert [u.proto.max_upload_size_mb for u in at.file_uploader] == [UPLOAD_LIMIT_MB]

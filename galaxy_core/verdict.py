@@ -76,7 +76,9 @@ def walk_tree(preds, trained_columns=ANSWER_COLUMNS) -> Verdict:
     answers = ", ".join(_hedge(s.share) + s.answer.phrase for s in steps)
     answers = (answers[:1].upper() + answers[1:] if answers
                else "No verdict: the model learned no question")
-    text = answers + (f" (not learned: {', '.join(q.topic for q in skipped)})" if skipped else "")
+    # said so a newcomer reads it: these questions were reached, but this model cannot answer them
+    text = answers + (f" (not judged, as this model never learned these questions: "
+                      f"{', '.join(q.topic for q in skipped)})" if skipped else "")
     return Verdict(text=text, steps=tuple(steps), not_learned=tuple(skipped), answers=answers)
 
 

@@ -37,8 +37,8 @@ def test_unlearned_questions_are_named_not_guessed():
     verdict = walk_tree(p, trained)
     assert "barred" not in verdict.text
     assert {q.number for q in verdict.not_learned} == {3, 4, 5, 10, 11}
-    assert verdict.text.endswith("nothing odd (not learned: bar, spiral arms, bulge, "
-                                 "arm winding, number of arms)")
+    assert verdict.text.endswith("nothing odd (not judged, as this model never learned these "
+                                 "questions: bar, spiral arms, bulge, arm winding, number of arms)")
 
 
 def test_star_ends_the_walk():
@@ -62,5 +62,6 @@ def test_the_verdicts_answers_leave_out_its_note_on_what_was_not_learned():
     assert verdict.not_learned == ()
     preds[ANSWER_COLUMNS.index("Class1.2")] = 0.9  # features: on to Q2, not learned
     verdict = walk_tree(preds, learned)
-    assert verdict.not_learned and verdict.text.startswith(verdict.answers + " (not learned: ")
+    assert verdict.not_learned and verdict.text.startswith(
+        verdict.answers + " (not judged, as this model never learned these questions: ")
     assert "not learned" not in verdict.answers

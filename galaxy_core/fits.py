@@ -40,6 +40,18 @@ BANDS = ("g", "r", "i")
 SKY_LEVEL = 4.0  # the Kaggle cut-outs' sky, of 255 (median over 300 images: 4, 4, 2)
 NOISE_LEVEL = 3.0  # one sky sigma, of 255 (median over 300 images: 3, 3, 3)
 BRIGHT_LEVEL = 190.0 / 255.0  # the brightest 0.1% of pixels (median over 300 images: 194, 159, 125)
+# what is read of a FITS file, whatever its header says: a galaxy cut-out, not a survey tile.
+# A 135 KB tile-compressed file declaring 10,950^2 pixels took 16 GB to colour (a reviewer's).
+MAX_FITS_PIXELS = 2048 * 2048  # per band: an SDSS frame (2048 x 1489) fits; a survey tile does not
+# missing pixels filled from around them at most (Telea's cost grows with them: a file blank
+# everywhere but a 2 px frame took 69 s); more are shown as sky
+MAX_INPAINTED = 50_000
+MAX_HDUS = 16  # header-data units looked at for an image (a file can list the same one forever)
+MAX_AXES = 4  # NAXIS: a 2-D image, a cube, and degenerate axes of length 1
+MAX_HEADER_BYTES = 2880 * 100  # the primary header's 36 cards a block; real ones hold a few
+# WCS distortion keywords: only the centre's RA/Dec is wanted, which they barely move, and a
+# declared polynomial order of thousands took minutes to read
+_DISTORTION = re.compile(r"^(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+)$|^(CPDIS|CQDIS|D2IMDIS|DP|DQ)\d")
 _BAND_IN_NAME = re.compile(r"^(?P<stem>.+?)[_\-.](?P<band>[gri])$", re.I)
 
 
@@ -96,15 +108,27 @@ def _read_bytes(source, label: str, max_bytes: int) -> bytes:
 def _image_hdu(hdus, label: str, max_decoded: int, size: int):
     """The first HDU holding a 2-D image or a 3-plane cube, checked from its header alone."""
     from astropy.io import fits
-    for hdu in hdus:
+    for number, hdu in enumerate(hdus):
+        if number >= MAX_HDUS:
+            raise FitsError(f"{label}: no 2-D image or 3-plane cube in its first {MAX_HDUS} "
+                            f"header-data units")
         header = hdu.header
         # a tile-compressed HDU shows the image's own header; its data are decompressed on read
         compressed = isinstance(hdu, fits.CompImageHDU)
-        prefix = "NAXIS"
-        axes = [int(header.get(f"{prefix}{k}", 0)) for k in range(1, int(header.get(prefix, 0)) + 1)]
+        naxis = int(header.get("NAXIS", 0))
+        if not 0 <= naxis <= MAX_AXES:
+            raise FitsError(f"{label}: NAXIS = {naxis}; this app reads 2-D images and 3-plane "
+                            f"cubes")
+        axes = [int(header.get(f"NAXIS{k}", 0)) for k in range(1, naxis + 1)]
+        if any(a < 0 for a in axes):
+            raise FitsError(f"{label}: an axis of negative length in its header (damaged)")
         axes = [a for a in axes if a != 1] if len(axes) > 2 else axes  # degenerate axes
         if len(axes) not in (2, 3) or min(axes, default=0) <= 0:
             continue
+        if axes[0] * axes[1] > MAX_FITS_PIXELS:
+            raise FitsError(f"{label}: {axes[0]} x {axes[1]} pixels a band, over the "
+                            f"{MAX_FITS_PIXELS // 1_000_000} megapixels read; cut out the "
+                            f"galaxy first")
         if len(axes) == 3 and axes[2] != 3:
             raise FitsError(f"{label}: a cube of {axes[2]} planes; this app reads one band or "
                             f"three (g, r, i)")
@@ -115,10 +139,15 @@ def _image_hdu(hdus, label: str, max_decoded: int, size: int):
                             f"{decoded / 1e6:.0f} MB, over the {max_decoded // 1_000_000} MB "
                             f"limit")
         if not compressed and decoded > size:
-            raise FitsError(f"{label}: the header promises {decoded / 1e6:.1f} MB of pixels "
-                            f"but the file holds {size / 1e6:.1f} MB (truncated or damaged)")
+            raise FitsError(f"{label}: the header promises {_amount(decoded)} of pixels but "
+                            f"the file holds {_amount(size)} (truncated or damaged)")
         return hdu
     raise FitsError(f"{label}: holds no 2-D image or 3-plane cube")
+
+
+def _amount(size: int) -> str:
+    """Bytes as a person reads them: "1,234 bytes" or "12.3 MB" (not "0.0 MB")."""
+    return f"{size:,} bytes" if size < 1_000_000 else f"{size / 1e6:.1f} MB"
 
 
 def read_planes(source, label: str, max_bytes: int, max_decoded: int):
@@ -127,6 +156,13 @@ def read_planes(source, label: str, max_bytes: int, max_decoded: int):
     data = _read_bytes(source, label, max_bytes)
     if not data.startswith(MAGIC):
         raise FitsError(f"{label}: not a FITS file (it does not start with SIMPLE =)")
+    if not _header_ends_within(data, MAX_HEADER_BYTES):
+        if len(data) <= MAX_HEADER_BYTES:
+            raise FitsError(f"{label}: not a readable FITS image (its header never ends: "
+                            f"damaged or truncated)")
+        raise FitsError(f"{label}: its header runs past {MAX_HEADER_BYTES // 1000} KB (real "
+                        f"ones hold a few KB)")
+    _check_axes_cards(data, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy's notes on non-standard headers
@@ -147,6 +183,35 @@ def read_planes(source, label: str, max_bytes: int, max_decoded: int):
     return planes, header
 
 
+def _header_ends_within(data: bytes, limit: int) -> bool:
+    """True when the primary header's END card lies in its first ``limit`` bytes."""
+    for start in range(0, min(len(data), limit), 80):
+        if data[start:start + 8] == b"END     ":
+            return True
+    return False
+
+
+_AXIS_CARD = re.compile(rb"Z?NAXIS(\d{0,3}) *=")
+
+
+def _check_axes_cards(data: bytes, label: str) -> None:
+    """Refuse axis counts and lengths astropy would loop over for minutes (NAXIS = 999999999)
+    or forever (a negative length), read from the raw cards of every header before astropy
+    parses one. Cards start every 80 bytes from the file's start, as blocks are 2,880 bytes."""
+    for match in _AXIS_CARD.finditer(data):
+        if match.start() % 80:
+            continue
+        card = data[match.start():match.start() + 80]  # the value: columns 11-80, to a "/"
+        try:
+            value = int(card[10:].split(b"/")[0].strip())
+        except ValueError:
+            continue  # not a number: astropy refuses it, and the caller says so
+        if (not match.group(1) and not 0 <= value <= MAX_AXES) or value < 0:
+            keyword = match.group(0).split(b"=")[0].strip().decode("ascii")
+            raise FitsError(f"{label}: its header declares {keyword} = {value}; this app reads "
+                            f"2-D images and 3-plane cubes")
+
+
 def band_of(name: str, header) -> str | None:
     """g, r or i from a ``FILTER``/``BAND`` header keyword, else from a ``_g``-style suffix."""
     for keyword in ("FILTER", "BAND", "FILTNAM"):
@@ -162,9 +227,15 @@ def centre_radec(header, shape) -> tuple[float, float] | None:
     """RA, Dec (degrees) of the image centre from the header's WCS, or None."""
     try:
         from astropy.wcs import WCS
+        plain = header.copy()
+        for key in [k for k in plain.keys() if _DISTORTION.match(k)]:
+            del plain[key]
+        for key in ("CTYPE1", "CTYPE2"):
+            if str(plain.get(key, "")).endswith("-SIP"):
+                plain[key] = str(plain[key])[:-4]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            wcs = WCS(header).celestial
+            wcs = WCS(plain).celestial
             if not wcs.has_celestial:
                 return None
             ra, dec = wcs.all_pix2world([[(shape[1] - 1) / 2, (shape[0] - 1) / 2]], 0)[0]
@@ -268,10 +339,17 @@ def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str]]:
         notes.append(f"{filled} pixel(s) without data (NaN) inside the image were filled from "
                      f"the pixels around them")
     if edge:
-        notes.append(f"{edge} pixel(s) without data (NaN) at the edge of the image are shown "
-                     f"as sky")
-    noise = float(np.mean([n for _, n in stats])) or float(np.std(planes)) or 1.0
+        notes.append(f"{edge} pixel(s) without data (NaN) are shown as sky (at the edge of the "
+                     f"image, or too many to fill)")
+    noise = float(np.mean([n for _, n in stats]))
+    if not (np.isfinite(noise) and noise > 0):
+        with np.errstate(all="ignore"):
+            noise = float(np.std(planes, dtype=np.float64))
+    if not (np.isfinite(noise) and noise > 0):
+        noise = 1.0
     gain = NOISE_LEVEL / noise  # of 255 per flux unit, for faint signal
+    if not (np.isfinite(gain) and gain > 0):
+        raise FitsError("its pixel values span no usable range")
     i_band, r_band, g_band = (planes[2], planes[1], planes[0]) if len(planes) == 3 else \
         (planes[0], planes[0], planes[0])
     q = _choose_q(np.stack([i_band, r_band, g_band]), gain)
@@ -292,6 +370,8 @@ def _fill_missing(planes: np.ndarray) -> tuple[np.ndarray, int, int]:
     edge = np.isin(labels, touching[touching > 0])
     enclosed = anywhere.astype(bool) & ~edge
     filled = np.nan_to_num(planes, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    if enclosed.sum() > MAX_INPAINTED:  # not a masked star: a sieve of blanks, shown as sky
+        return filled, 0, int(anywhere.sum())
     if enclosed.any():
         mask = enclosed.astype(np.uint8)
         filled = np.stack([cv2.inpaint(plane, mask, 3, cv2.INPAINT_TELEA) for plane in filled])
@@ -316,7 +396,13 @@ def read_fits(source, name: str = "upload", max_bytes: int = 25 * 1024 * 1024,
         planes = np.stack(planes)
     else:
         planes, header = read_planes(source, name, max_bytes, max_decoded)
-    rgb, notes = to_colour(planes)
+    try:
+        with np.errstate(all="ignore"):  # hostile values overflow; the result is checked below
+            rgb, notes = to_colour(planes)
+    except FitsError:
+        raise
+    except Exception as exc:  # any arithmetic surprise of hostile values: one message, no trace
+        raise FitsError(f"{name}: its pixel values cannot be shown as an image") from exc
     if planes.shape[0] == 1:
         notes.append("one band: shown in grey (the model learned from g, r, i colour)")
     elif not isinstance(source, BandSet):

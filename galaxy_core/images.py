@@ -23,17 +23,20 @@ and deterministic, so it is part of the preprocessing itself, identical in train
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
+import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import Preprocess
-from .fits import FITS_EXTENSIONS, FitsError, is_fits, read_fits
+from .fits import FITS_EXTENSIONS, BandSet, FitsError, is_fits, read_fits
 from .framing import choose_frame, crop
 
 MAX_PIXELS = 40_000_000  # larger images are refused as possible decompression bombs
@@ -41,7 +44,12 @@ MAX_BYTES = 25 * 1024 * 1024  # uploads above this are refused before decoding
 MAX_DECODED_BYTES = 3 * MAX_PIXELS  # 120 MB: the pixel limit's 8-bit RGB; see the docstring
 DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # scaled to 8 bits before use
 _BLOCK_VALUES = 1 << 19  # samples per block when scaling deep images (4 MB as float64)
-SUPPORTED_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")  # what PIL may decode here
+# what PIL may decode here (MPO: a phone camera's JPEG holding more pictures; the first is read)
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "TIFF", "BMP", "WEBP", "GIF")
+JPEG_FORMATS = ("JPEG", "MPO")
+# a progressive JPEG refines its picture in scans, about ten in practice; libjpeg decodes any
+# number, and a 1.4 MB file of 14,000 scans took 34 s of a core (a reviewer's "scan bomb")
+MAX_JPEG_SCANS = 100
 READABLE = "JPEG, PNG, TIFF, BMP, WebP or FITS"  # what uploads and messages name (GIF: unasked)
 
 
@@ -56,11 +64,11 @@ def open_image(source, name: str | None = None) -> Image.Image:
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "upload")
     if is_fits(source):
         try:
-            picture = read_fits(source, label, MAX_BYTES, MAX_DECODED_BYTES)
+            picture = _read_fits_once(source, label)
         except FitsError as exc:
             raise ImageError(str(exc)) from exc
         image = Image.fromarray(picture.rgb)
-        image.info.update(radec=picture.centre, notes=picture.notes)
+        image.info.update(radec=picture.centre, notes=list(picture.notes))
         return image
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -85,6 +93,9 @@ def open_image(source, name: str | None = None) -> Image.Image:
             if image.width * image.height > MAX_PIXELS:
                 raise ImageError(f"{label}: {image.width}x{image.height} pixels is over the "
                                  f"{MAX_PIXELS // 1_000_000} megapixel limit")
+            if image.format in JPEG_FORMATS and _jpeg_scans(source) > MAX_JPEG_SCANS:
+                raise ImageError(f"{label}: a JPEG of {_jpeg_scans(source)} scans, over the "
+                                 f"{MAX_JPEG_SCANS} a camera or editor writes (a decoding bomb?)")
             if decoded_bytes(image) > MAX_DECODED_BYTES:
                 raise ImageError(f"{label}: {image.width}x{image.height} pixels in mode "
                                  f"{image.mode} decode to {decoded_bytes(image) / 1e6:.0f} MB, "
@@ -161,13 +172,63 @@ def _to_grey_or_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")  # CMYK, YCbCr, palette
 
 
+_FITS_PICTURES: "OrderedDict[str, object]" = OrderedDict()  # content hash -> FitsPicture
+_FITS_PICTURES_KEPT = 8  # at most 8 x 12 MB (a 4-megapixel band's colour picture)
+_FITS_LOCK = threading.Lock()
+
+
+def _fits_key(source) -> str | None:
+    """What a FITS source's picture is kept under: its bytes' hash (a path: its bytes too)."""
+    if isinstance(source, BandSet):
+        parts = [_fits_key(band) for band in (source.g, source.r, source.i)]
+        return None if None in parts else "|".join(parts)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(source)).hexdigest()
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
+        if os.path.getsize(source) > MAX_BYTES:
+            return None  # refused by the reader, unhashed
+        with open(source, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    return None
+
+
+def _read_fits_once(source, label: str):
+    """``read_fits``, kept for the last few files: a page decodes one upload several times
+    (prediction, flags, picture, caption), and a 4-megapixel cube takes seconds each time."""
+    key = _fits_key(source)
+    with _FITS_LOCK:
+        if key is not None and key in _FITS_PICTURES:
+            _FITS_PICTURES.move_to_end(key)
+            return _FITS_PICTURES[key]
+    picture = read_fits(source, label, MAX_BYTES, MAX_DECODED_BYTES)
+    if key is not None:
+        with _FITS_LOCK:
+            _FITS_PICTURES[key] = picture
+            while len(_FITS_PICTURES) > _FITS_PICTURES_KEPT:
+                _FITS_PICTURES.popitem(last=False)
+    return picture
+
+
+def _jpeg_scans(source) -> int:
+    """How many scans (start-of-scan markers, FF DA) a JPEG holds. Inside its compressed data a
+    0xFF byte is always followed by 0x00, so every FF DA is a marker."""
+    if isinstance(source, io.BytesIO):
+        return source.getvalue().count(b"\xff\xda")
+    count, tail = 0, b""
+    with open(source, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += (tail + chunk).count(b"\xff\xda")
+            tail = chunk[-1:] if chunk[-1:] == b"\xff" else b""
+    return count
+
+
 def _decode(source, name: str | None, wanted: int | None = None) -> Image.Image:
     """Decode ``source`` to grey or RGB (deep images rescaled to 8 bits, transparency on black
     sky); a JPEG at the smallest DCT scale that keeps ``wanted`` px across (None: full size).
     Raises ``ImageError``."""
     image = open_image(source, name)
     try:
-        if wanted is not None and image.format == "JPEG":
+        if wanted is not None and image.format in JPEG_FORMATS:
             scale = max(1, min(8, min(image.size) // wanted))
             if scale > 1:
                 image.draft("RGB", (math.ceil(image.width / scale),

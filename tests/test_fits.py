@@ -2,6 +2,7 @@
 WCS gives the centre's RA/Dec; hostile or damaged files get one clear message."""
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_missing_pixels_inside_the_galaxy_are_filled_from_around_them_and_said()
     assert np.abs(core - whole.rgb[middle - 1:middle + 2, middle - 1:middle + 2]).max() <= 40
     assert core[..., 0].min() > 100  # bright like the core around it, not sky-dark
     assert "9 pixel(s) without data (NaN) inside the image were filled" in " ".join(picture.notes)
-    assert "5 pixel(s) without data (NaN) at the edge of the image are shown as sky" in \
+    assert "5 pixel(s) without data (NaN) are shown as sky (at the edge" in \
         " ".join(picture.notes)
 
 
@@ -148,7 +149,7 @@ def huge_header() -> bytes:
 
 @pytest.mark.parametrize("make, message", [
     # the header promises 40000 x 40000 float32 pixels: refused before any is read
-    (lambda: huge_header(), "decode to 6400 MB"),
+    (lambda: huge_header(), "40000 x 40000 pixels a band, over the 4 megapixels read"),
     (lambda: fits_bytes(galaxy_bands())[:2880 + 1000], "truncated or damaged"),
     (lambda: fits_bytes(np.zeros((5, 8, 8), np.float32)), "a cube of 5 planes"),
     (lambda: b"SIMPLE  = garbage" + b"\x00" * 3000, "not a readable FITS image"),
@@ -172,3 +173,86 @@ def test_a_tile_compressed_fz_file_reads_like_the_plain_one():
 def test_fits_uploads_are_accepted():
     for name in ("m51.fits", "m51.FIT", "cube.fts", "tile.fz"):
         assert upload_problem(name, 1000) is None
+
+
+def raw_fits(cards, data=b"") -> bytes:
+    """A FITS file written card by card, as a hostile one would be (astropy refuses to)."""
+    header = b"".join(card.ljust(80).encode() for card in cards + ["END"])
+    header = header.ljust(-(-len(header) // 2880) * 2880)
+    return header + data.ljust(-(-len(data) // 2880) * 2880, b"\0")
+
+
+@pytest.mark.parametrize("cards, message", [
+    # astropy looped over a billion axes, and read the same HDU forever for a negative length
+    (["SIMPLE  = T", "BITPIX  = 8", "NAXIS   = 999999999"], "NAXIS = 999999999"),
+    (["SIMPLE  = T", "BITPIX  = 8", "NAXIS   = 2", "NAXIS1  = -64", "NAXIS2  = 64"],
+     "NAXIS1 = -64"),
+    # a header of megabytes took 13 s to parse at every decode
+    (["SIMPLE  = T", "BITPIX  = 8", "NAXIS   = 0"] + ["COMMENT " + "x" * 70] * 4000,
+     "header runs past"),
+])
+def test_a_hostile_header_is_refused_before_astropy_reads_it(cards, message, tmp_path):
+    """In a process of its own, with a deadline: astropy spent minutes on these, or forever."""
+    import subprocess
+    import sys
+    path = tmp_path / "hostile.fits"
+    path.write_bytes(raw_fits(cards))
+    script = ("import sys; from galaxy_core.images import ImageError, open_image\n"
+              "try:\n    open_image(sys.argv[1], 'hostile.fits')\n"
+              "except ImageError as exc:\n    print(exc)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                              text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(
+                                  os.path.abspath(__file__))))
+    except subprocess.TimeoutExpired:
+        pytest.fail("the header was still being read after 60 s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert message in done.stdout, done.stdout
+
+
+def test_a_small_compressed_file_declaring_a_survey_tile_is_refused_unread():
+    """135 KB of tile-compressed constant pixels declared 10,950^2 and took 16 GB to colour."""
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+        np.zeros((2100, 2100), np.uint8), compression_type="GZIP_1")]).writeto(buffer)
+    assert len(buffer.getvalue()) < 200_000
+    with pytest.raises(ImageError, match="over the 4 megapixels read; cut out the galaxy"):
+        open_image(buffer.getvalue(), "tile.fz")
+
+
+def test_extreme_pixel_values_give_a_picture_or_one_message_never_a_crash():
+    """3e38 in a field of zeros made the stretch divide by zero: a traceback on the page."""
+    data = np.zeros((64, 64), np.float32)
+    data[30:33, 30:33] = 3e38
+    image = open_image(fits_bytes(data), "extreme.fits")
+    assert np.asarray(image).shape == (64, 64, 3)
+
+
+def test_a_wcs_with_a_huge_distortion_order_costs_nothing():
+    """SIP keywords declaring order 8,000 took 125 s: only the centre is wanted, which they do
+    not move, so they are not read."""
+    import time
+    header = fits.Header()
+    for key, value in [("CTYPE1", "RA---TAN-SIP"), ("CTYPE2", "DEC--TAN-SIP"),
+                       ("CRPIX1", 32.5), ("CRPIX2", 32.5), ("CRVAL1", 150.1), ("CRVAL2", 2.2),
+                       ("CDELT1", -1e-4), ("CDELT2", 1e-4), ("A_ORDER", 8000),
+                       ("B_ORDER", 8000), ("A_2_0", 1e-9), ("B_0_2", 1e-9)]:
+        header[key] = value
+    started = time.perf_counter()
+    picture = read_fits(fits_bytes(galaxy_bands(64)[2], header), "sip.fits")
+    assert time.perf_counter() - started < 10  # seconds: it took minutes
+    assert picture.centre == pytest.approx((150.1, 2.2), abs=1e-3)
+
+
+def test_a_page_decoding_one_upload_again_reuses_its_picture(monkeypatch):
+    """Classify decoded a FITS upload four times (prediction, flags, picture, caption)."""
+    import galaxy_core.images as images
+    calls = []
+    real = images.read_fits
+    monkeypatch.setattr(images, "read_fits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    data = fits_bytes(galaxy_bands(72, seed=5))
+    first = np.asarray(open_image(data, "a.fits"))
+    again = np.asarray(open_image(data, "b.fits"))
+    assert len(calls) == 1 and np.array_equal(first, again)
+    open_image(fits_bytes(galaxy_bands(72, seed=6)), "c.fits")  # other bytes: read
+    assert len(calls) == 2

@@ -153,3 +153,22 @@ def test_normalize_uses_imagenet_statistics():
     out = normalize(grey, p)
     expected = (128 / 255 - torch.tensor(p.mean)) / torch.tensor(p.std)
     torch.testing.assert_close(out[0, :, 0, 0], expected.float())
+
+
+def test_a_jpeg_of_more_scans_than_any_camera_writes_is_refused_before_decoding():
+    """A reviewer's 1.4 MB progressive JPEG of 14,000 scans held a core for 34 s."""
+    data = encode(galaxy_image(0), "JPEG", progressive=True)
+    assert open_image(data, "fine.jpg").size == (64, 64)
+    bomb = data[:-2] + b"\xff\xda" * 200 + data[-2:]
+    with pytest.raises(ImageError, match="a JPEG of 2.. scans"):
+        open_image(bomb, "bomb.jpg")
+
+
+def test_a_phone_cameras_multi_picture_jpeg_is_read():
+    """MPO (a JPEG holding more pictures) was refused as an unsupported format."""
+    first, second = galaxy_image(0), Image.new("RGB", (64, 64), (9, 9, 9))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    image = open_image(buffer.getvalue(), "phone.jpg")
+    assert image.format == "MPO"
+    assert prepare(buffer.getvalue(), 32, 0.5).shape == (3, 32, 32)

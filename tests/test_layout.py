@@ -49,6 +49,8 @@ def test_the_served_app_neither_watches_its_files_nor_collects_after_every_run()
     with open(os.path.join(ROOT, ".streamlit", "config.toml"), "rb") as f:
         config = tomllib.load(f)
     assert config["client"]["toolbarMode"] == "viewer"
+    # an unforeseen error shows no traceback (it names server paths) to a visitor
+    assert config["client"]["showErrorDetails"] in ("type", "none")
     assert config["browser"]["gatherUsageStats"] is False
     assert config["server"]["fileWatcherType"] == "none"
     assert config["runner"]["postScriptGC"] is False

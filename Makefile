@@ -86,7 +86,8 @@ model: $(STAMP)
 
 # `make model`, then each of its four runs fine-tuned with 'reframe' (#27), and the fine-tunes
 # validated, exported, calibrated and carded the same way. The shipped file is not yet one of
-# these (docs/command-line.md, "Framing"). About 1.5 hours more on 2 CPU cores.
+# these (docs/command-line.md, "The full recipe, fine-tuned"). About 1.5 hours more on 2 CPU
+# cores.
 reframe-model: $(STAMP)
 	$(call recipe_runs)
 	$(FINETUNE) --seed 0 --init-from $(RUNS)/recipe_split0/last.pt --out $(RUNS)/reframe_split0

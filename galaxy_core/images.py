@@ -93,9 +93,10 @@ def open_image(source, name: str | None = None) -> Image.Image:
             if image.width * image.height > MAX_PIXELS:
                 raise ImageError(f"{label}: {image.width}x{image.height} pixels is over the "
                                  f"{MAX_PIXELS // 1_000_000} megapixel limit")
-            if image.format in JPEG_FORMATS and _jpeg_scans(source) > MAX_JPEG_SCANS:
-                raise ImageError(f"{label}: a JPEG of {_jpeg_scans(source)} scans, over the "
-                                 f"{MAX_JPEG_SCANS} a camera or editor writes (a decoding bomb?)")
+            scans = _jpeg_scans(source) if image.format in JPEG_FORMATS else 0
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(f"{label}: a JPEG of {scans} scans, over the {MAX_JPEG_SCANS} "
+                                 f"a camera or editor writes (a decoding bomb?)")
             if decoded_bytes(image) > MAX_DECODED_BYTES:
                 raise ImageError(f"{label}: {image.width}x{image.height} pixels in mode "
                                  f"{image.mode} decode to {decoded_bytes(image) / 1e6:.0f} MB, "
@@ -178,17 +179,16 @@ _FITS_LOCK = threading.Lock()
 
 
 def _fits_key(source) -> str | None:
-    """What a FITS source's picture is kept under: its bytes' hash (a path: its bytes too)."""
+    """What a FITS source's picture is kept under: its bytes' hash, or a file's path, size and
+    modification time (not its bytes: hashing would read the file a second time)."""
     if isinstance(source, BandSet):
         parts = [_fits_key(band) for band in (source.g, source.r, source.i)]
         return None if None in parts else "|".join(parts)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return hashlib.sha256(bytes(source)).hexdigest()
     if isinstance(source, (str, os.PathLike)) and os.path.isfile(source):
-        if os.path.getsize(source) > MAX_BYTES:
-            return None  # refused by the reader, unhashed
-        with open(source, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
+        found = os.stat(source)
+        return f"{os.path.abspath(source)}:{found.st_size}:{found.st_mtime_ns}"
     return None
 
 

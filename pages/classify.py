@@ -18,6 +18,9 @@ from pages.common import (UPLOAD_LIMIT_MB, UPLOAD_LIMIT_TEXT, active_model, chec
                           sample_title)
 
 MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table and CSV
+# what a flagged image's verdict starts with
+CAVEAT = ("this image is unlike the training images, so these answers are a guess. Read as "
+          "a galaxy cut-out, the model would say:")
 
 
 def fits_caption(info: dict) -> str:
@@ -116,8 +119,6 @@ if result.frame.empty:
     st.stop()
 
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
-CAVEAT = ("this image is unlike the training images, so these answers are a guess. Read as "
-          "a galaxy cut-out, the model would say:")
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
 unlike = [image_flags(source, labels[k], frame)

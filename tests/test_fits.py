@@ -256,3 +256,19 @@ def test_a_page_decoding_one_upload_again_reuses_its_picture(monkeypatch):
     assert len(calls) == 1 and np.array_equal(first, again)
     open_image(fits_bytes(galaxy_bands(72, seed=6)), "c.fits")  # other bytes: read
     assert len(calls) == 2
+
+
+def test_a_fits_file_is_read_once_until_it_changes(monkeypatch, tmp_path):
+    """A path is kept by its size and time, not hashed (that read it twice); a rewritten file
+    is read again."""
+    import galaxy_core.images as images
+    calls = []
+    real = images.read_fits
+    monkeypatch.setattr(images, "read_fits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    path = tmp_path / "m51.fits"
+    path.write_bytes(fits_bytes(galaxy_bands(72, seed=7)))
+    open_image(str(path))
+    open_image(str(path))
+    assert len(calls) == 1
+    path.write_bytes(fits_bytes(galaxy_bands(80, seed=8)))  # another size
+    assert open_image(str(path)).size == (80, 80) and len(calls) == 2

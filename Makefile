@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
 
-.PHONY: run test bench model reframe-model learning-curve compare browser clean-venv
+.PHONY: run test bench model reframe-model shipped-fine-tune learning-curve compare browser \
+	clean-venv
 
 # The real sample (4000 Kaggle galaxies, 17 answer columns); see assets/models/MODEL_CARD.md.
 # Every path below can be overridden (the tests run `make model` on a tiny set into a temp dir).
@@ -85,9 +86,9 @@ model: $(STAMP)
 	$(call publish,recipe,shipped,make model)
 
 # `make model`, then each of its four runs fine-tuned with 'reframe' (#27), and the fine-tunes
-# validated, exported, calibrated and carded the same way. The shipped file is not yet one of
-# these (docs/command-line.md, "The full recipe, fine-tuned"). About 1.5 hours more on 2 CPU
-# cores.
+# validated, exported, calibrated and carded the same way. The shipped file is not one of these
+# but `make shipped-fine-tune` (below; docs/command-line.md, "The shipped model, fine-tuned").
+# About 1.5 hours more on 2 CPU cores.
 reframe-model: $(STAMP)
 	$(call recipe_runs)
 	$(FINETUNE) --seed 0 --init-from $(RUNS)/recipe_split0/last.pt --out $(RUNS)/reframe_split0
@@ -95,6 +96,24 @@ reframe-model: $(STAMP)
 	$(FINETUNE) --seed 2 --init-from $(RUNS)/recipe_split2/last.pt --out $(RUNS)/reframe_split2
 	$(FINETUNE) --seed 0 --val-fraction 0 --init-from $(RUNS)/shipped/last.pt --out $(RUNS)/reframe_shipped
 	$(call publish,reframe,reframe_shipped,make reframe-model)
+
+# What ships now (2026-12-02): `make model`, then its all-data model fine-tuned with 'reframe'
+# (19 min on 2 CPU cores) and exported with the held-out scores and the intervals of the model
+# before the fine-tune, which the app and the card say (train.export --heldout-stage 1
+# --intervals-from). The fine-tune's own effect on held-out galaxies was measured on split 0
+# alone (docs/command-line.md, "The full recipe, fine-tuned"); `make reframe-model` measures it
+# on every split instead.
+shipped-fine-tune: model
+	cp $(SHIPPED) $(RUNS)/recipe_shipped.pt
+	$(FINETUNE) --seed 0 --val-fraction 0 --init-from $(RUNS)/recipe_shipped.pt \
+		--out $(RUNS)/shipped_fine_tune
+	$(PY) -m train.export --checkpoint $(RUNS)/shipped_fine_tune/last.pt --out $(SHIPPED) --half \
+		--heldout $(HELDOUT)/split0.json $(HELDOUT)/split1.json $(HELDOUT)/split2.json \
+		--heldout-tta $(HELDOUT)/split0_tta.json $(HELDOUT)/split1_tta.json $(HELDOUT)/split2_tta.json \
+		--heldout-stage 1 --intervals-from $(RUNS)/recipe_shipped.pt
+	$(PY) -m train.model_card --checkpoint $(SHIPPED) --variants $(VARIANTS) \
+		$(if $(wildcard $(MODEL_DIR)/faithfulness.md),--faithfulness $(MODEL_DIR)/faithfulness.md) \
+		--command "make shipped-fine-tune" --hardware "$(HARDWARE)" --out $(MODEL_DIR)/MODEL_CARD.md
 
 define recipe_runs
 $(TRAIN) --seed 0 --out $(RUNS)/recipe_split0

@@ -175,6 +175,15 @@ def model_label(path: str) -> str:
     return f"{parent}/{os.path.basename(path)}"
 
 
+def stages_not_validated(meta: dict) -> int:
+    """How many of a model's last training stages its held-out scores (``recipe_validation``)
+    leave out: 0 when they are of its own recipe, 1 for a fine-tune exported with the
+    validation of the model it started from (``train.export --heldout-stage``)."""
+    record = meta.get("recipe_validation") or {}
+    stages = int(record.get("stages") or 0)
+    return max(0, stages - int(record.get("stage") or stages))
+
+
 def describe_model(loaded: LoadedModel) -> dict:
     """What the sidebar and model card show: when, on what, how well, which answers.
 
@@ -205,6 +214,9 @@ def describe_model(loaded: LoadedModel) -> dict:
         accuracy = (f"held-out RMSE **{heldout['model']['rmse']:.4f}** one view{views} (its "
                     f"recipe trained on {len(splits)} other splits, each scored on the galaxies "
                     f"it held out)")
+        if stages_not_validated(meta):
+            accuracy += (" of the model before its fine-tune, which was not itself run on "
+                         "those splits")
     else:
         accuracy = "no held-out accuracy (no validation galaxies)"
     return {
@@ -215,6 +227,7 @@ def describe_model(loaded: LoadedModel) -> dict:
         "val_rmse": val.get("rmse"),
         "baseline_rmse": (best.get("baseline_val") or {}).get("rmse"),
         "heldout": heldout,
+        "heldout_before_fine_tune": bool(heldout) and stages_not_validated(meta) > 0,
         "accuracy": accuracy,
         "learned_questions": [f"Q{q.number} {q.topic}" for q in learned],
         "not_learned_questions": [f"Q{q.number} {q.topic}" for q in QUESTIONS if q not in learned],

@@ -26,6 +26,7 @@ st.markdown(f"**{registry.model_label(loaded.path)}**: a ResNet18 that predicts 
             "beat.")
 st.subheader("How good is it?")
 heldout = info["heldout"]
+before = info["heldout_before_fine_tune"]  # the scores are of the model it was fine-tuned from
 own = info["val_rmse"] is not None
 best = ((loaded.meta.get("metrics") or {}).get("best") or {})
 if own or not heldout:
@@ -39,11 +40,15 @@ if own or not heldout:
     baseline_agreement = (best.get("baseline_val") or {}).get("majority_agreement") or {}
 else:
     left, views, middle, right = st.columns(4)
-    left.metric(f"Held-out RMSE (recipe, {heldout['splits']} splits)",
+    left.metric(f"Held-out RMSE ({'before the fine-tune' if before else 'recipe'}, "
+                f"{heldout['splits']} splits)",
                 f"{heldout['model']['rmse']:.4f}",
                 help="This model was trained on every labelled galaxy, so none are left to test "
                      "it on. The same recipe trained on other splits scored this on the "
-                     "galaxies each one held out (mean over splits), one view per galaxy.")
+                     "galaxies each one held out (mean over splits), one view per galaxy." +
+                     (" These are the scores of the model before its last fine-tune (see the "
+                      "full card's Recipe), which was not itself run on those splits."
+                      if before else ""))
     columns = {"held-out RMSE": heldout["model"]["per_question"]}
     tta = heldout["model_tta"]["rmse"]
     views.metric(f"Averaged over {TTA_VIEWS} views", "n/a" if tta is None else f"{tta:.4f}",
@@ -98,7 +103,8 @@ if shipped and all(os.path.isfile(path) for path, _ in plots):
     # each at most its own size: the 17-panel grid needs the page's whole width to be read
     # (on a phone, the picture's full-screen button enlarges it)
     for path, caption in plots:
-        st.image(path, caption=f"{caption} (split 0's 800 held-out galaxies, one view)",
+        st.image(path, caption=f"{caption} (split 0's 800 held-out galaxies, one view"
+                               f"{', the model before its fine-tune' if before else ''})",
                  width="content")
 
 st.subheader("How sure is each answer?")

@@ -404,6 +404,80 @@ def test_all_data_model_ships_with_its_recipes_heldout_validation(cli, trained, 
         assert "Traceback" not in done.stderr
 
 
+def test_a_fine_tune_ships_with_the_validation_and_intervals_of_the_model_it_started_from(
+        cli, trained, galaxy_folder, tmp_path):
+    """A model fine-tuned from an all-data run, where the fine-tune was not itself run on the
+    splits (train.export --heldout-stage 1), carries the held-out scores of the model it started
+    from and says so everywhere they are shown; --intervals-from copies that model's intervals,
+    marked as calibrated for it. Anything else is refused."""
+    import torch
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.registry import describe_model
+    from galaxy_core.uncertainty import Calibration
+    images, labels = galaxy_folder["images"], galaxy_folder["labels"]
+    report = tmp_path / "split.json"
+    done = cli("train.evaluate", "--checkpoint", trained / "last.pt", "--images", images,
+               "--labels", labels, "--split", "val", "--json", report, "--workers", "0")
+    assert done.returncode == 0, done.stderr
+    all_data, tuned = tmp_path / "all", tmp_path / "tuned"
+    done = cli("train.train", "--images", images, "--labels", labels, "--out", all_data,
+               *TINY_RUN, "--val-fraction", "0")
+    assert done.returncode == 0, done.stderr
+    stage1 = tmp_path / "stage1.pt"
+    done = cli("train.export", "--checkpoint", all_data / "last.pt", "--out", stage1,
+               "--check-images", images, "--heldout", report)
+    assert done.returncode == 0, done.stderr
+    raw = torch.load(stage1, weights_only=True)
+    raw["intervals"] = Calibration(0.8, {"Class1.1": 1.5}, source="split 0's galaxies").to_dict()
+    torch.save(raw, stage1)
+    done = cli("train.train", "--images", images, "--labels", labels, "--out", tuned, *TINY_RUN,
+               "--val-fraction", "0", "--init-from", stage1, "--augment", "reframe",
+               "--epochs", "1", "--lr", "3e-4")
+    assert done.returncode == 0, done.stderr
+    shipped = tmp_path / "shipped.pt"
+    export = ["train.export", "--checkpoint", tuned / "last.pt", "--out", shipped,
+              "--check-images", images, "--heldout", report]
+    elsewhere = dict(raw, created="2020-01-01T00:00:00+00:00")  # not one of its stages
+    torch.save(elsewhere, tmp_path / "elsewhere.pt")
+    for args, message in (
+            ([], "another recipe (differs in augment, epochs, init_from, lr)"),
+            (["--heldout-stage", "3"], "--heldout-stage 3: this checkpoint was trained in 2 "
+                                       "stages"),
+            (["--heldout-stage", "1", "--intervals-from", trained / "last.pt"],
+             "carries no calibrated intervals"),
+            (["--heldout-stage", "1", "--intervals-from", tmp_path / "elsewhere.pt"],
+             "is not one of the stages this checkpoint was fine-tuned from")):
+        done = cli(*export, *args)
+        assert_one_error_line(done, message)
+        assert not shipped.exists()
+    done = cli(*export, "--heldout-stage", "1", "--intervals-from", stage1)
+    assert done.returncode == 0, done.stderr
+
+    loaded = load_checkpoint(str(shipped))
+    info = describe_model(loaded)
+    rmse = json.load(open(report))["model"]["rmse"]
+    assert info["heldout"]["model"]["rmse"] == pytest.approx(rmse)
+    assert info["heldout_before_fine_tune"]
+    assert info["accuracy"].endswith("of the model before its fine-tune, which was not itself "
+                                     "run on those splits")
+    assert loaded.calibration.quantiles == {"Class1.1": 1.5}
+    assert loaded.calibration.source == ("split 0's galaxies; calibrated for training stage 1 "
+                                         "of 2 (the model before its fine-tune) and carried "
+                                         "over unchanged")
+    card = tmp_path / "card.md"
+    done = cli("train.model_card", "--checkpoint", shipped, "--out", card)
+    assert done.returncode == 0, done.stderr
+    text = card.read_text()
+    assert "Trained in 2 stages" in text and f"{rmse:.4f}" in text
+    assert "These are the scores of the model before its last training stage (Recipe)" in text
+    assert "carried over unchanged" in text
+    # the model it started from, validated as it is, claims its scores as its own
+    first = describe_model(load_checkpoint(str(stage1)))
+    assert not first["heldout_before_fine_tune"] and first["accuracy"].endswith("held out)")
+    done = cli("train.model_card", "--checkpoint", stage1, "--out", card)
+    assert done.returncode == 0 and "before its last" not in card.read_text()
+
+
 def make_variables(galaxy_folder, tmp_path, variants):
     return [f"PY={sys.executable}", f"DATA={galaxy_folder['root']}",
             f"LABELS={galaxy_folder['labels']}", f"MODEL_DIR={tmp_path / 'model'}",
@@ -478,6 +552,29 @@ def test_make_reframe_model_runs_the_whole_shipping_pipeline(cli, galaxy_folder,
     assert f"--checkpoint {tmp_path / 'runs' / 'shipped' / 'last.pt'} --out" in recipe.stdout
     assert str(tmp_path / "runs" / "reframe_") not in recipe.stdout
     assert "--augment reframe" not in recipe.stdout
+
+    # `make shipped-fine-tune` (what ships now): the recipe republished, its all-data model
+    # fine-tuned and shipped with the held-out scores and intervals of the recipe's model
+    done = subprocess.run(["make", "-s", "shipped-fine-tune", *variables,
+                           "HARDWARE=the test machine"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    recipe_model = load_checkpoint(str(tmp_path / "runs" / "recipe_shipped.pt"))
+    assert recipe_model.meta["train_config"]["augment"] == "full"
+    tuned = load_checkpoint(str(model_dir / "galaxy_resnet18.pt"))
+    assert tuned.meta["train_config"]["augment"] == "reframe"
+    assert tuned.meta["earlier_stages"][0]["created"] == recipe_model.meta["created"]
+    assert tuned.meta["recipe_validation"]["splits"] == \
+        recipe_model.meta["recipe_validation"]["splits"]
+    assert (tuned.meta["recipe_validation"]["stage"], tuned.meta["recipe_validation"]["stages"]) \
+        == (1, 2)
+    assert tuned.calibration.quantiles == recipe_model.calibration.quantiles
+    assert tuned.calibration.source.endswith("calibrated for training stage 1 of 2 (the model "
+                                             "before its fine-tune) and carried over unchanged")
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "`make shipped-fine-tune`" in card and "Trained in 2 stages" in card
+    assert "These are the scores of the model before its last training stage" in card
 
 
 @e2e

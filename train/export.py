@@ -10,6 +10,12 @@ own; --heldout attaches the validation of its recipe instead: `train.evaluate --
 --json` outputs of the same recipe trained on other splits (with --heldout-tta, their --tta
 twins, in the same order), each of the run's final epoch (last.pt) like the model it stands
 for. Runs whose recorded recipe differs, or scores of an earlier epoch, are refused.
+
+A model fine-tuned in stages (``--init-from``) whose last stage was not itself run on the
+splits can carry the validation of an earlier stage instead: --heldout-stage 1 checks the
+evaluations against the recipe of its first stage, and the app and the card then say that the
+scores are of the model before its fine-tune. --intervals-from copies the calibrated intervals of
+that earlier stage's exported file (which must be one of this model's stages), saying so too.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 
 from galaxy_core import paths
 from galaxy_core.checkpoint import (half_precision_state, load_checkpoint, read_checkpoint,
-                                   save_synced)
+                                   save_synced, stage_of, training_stages)
 from galaxy_core.data import DataError, list_images
 from galaxy_core.evaluate import heldout_split, recipe_differences
 from galaxy_core.files import replacing
@@ -65,6 +71,37 @@ def recipe_validation(train_config: dict, heldout: list, heldout_tta: list) -> d
     return {"splits": splits}
 
 
+def validated_stage(raw: dict, stage: int | None) -> tuple[int, dict]:
+    """The training stage (1 = the first) whose recipe held-out evaluations must match, and
+    that recipe; ``None``: the checkpoint's own run, its last stage."""
+    stages = training_stages(raw)
+    stage = len(stages) if stage is None else stage
+    if not 1 <= stage <= len(stages):
+        raise DataError(f"--heldout-stage {stage}: this checkpoint was trained in "
+                        f"{len(stages)} stage{'s' if len(stages) > 1 else ''}")
+    return stage, stages[stage - 1]["train_config"]
+
+
+def intervals_of_stage(raw: dict, path: str) -> dict:
+    """The intervals of ``path``, an exported model that is one of ``raw``'s earlier training
+    stages, marked as calibrated for that stage."""
+    earlier = read_checkpoint(path)
+    intervals = earlier.get("intervals")
+    if not intervals:
+        raise DataError(f"{path} carries no calibrated intervals")
+    stages = training_stages(raw)
+    mine = stage_of(earlier)
+    number = next((i for i, s in enumerate(stages[:-1], 1)
+                   if (s["train_config"], s["epoch"], s["created"]) ==
+                   (mine["train_config"], mine["epoch"], mine["created"])), None)
+    if number is None:
+        raise DataError(f"{path} is not one of the stages this checkpoint was fine-tuned from, "
+                        f"so its intervals are not this model's")
+    return {**intervals, "source": f"{intervals.get('source', '')}; calibrated for training "
+                                   f"stage {number} of {len(stages)} (the model before its "
+                                   f"fine-tune) and carried over unchanged"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,14 +115,25 @@ def main(argv=None) -> int:
                         help="held-out evaluations of the same recipe on other splits")
     parser.add_argument("--heldout-tta", nargs="+", default=[], metavar="EVAL_JSON",
                         help="the same evaluations with --tta, in the same order")
+    parser.add_argument("--heldout-stage", type=int, metavar="N",
+                        help="the training stage (1 = the first) whose recipe the --heldout "
+                             "runs repeat (default: the last, the checkpoint's own run)")
+    parser.add_argument("--intervals-from", metavar="EXPORTED_PT",
+                        help="copy the calibrated intervals of this exported model, one of "
+                             "the stages this checkpoint was fine-tuned from")
     args = parser.parse_args(argv)
     setup_logging()
     raw = read_checkpoint(args.checkpoint)
     original = load_checkpoint(args.checkpoint)  # validates the file first
     raw = {k: v for k, v in raw.items() if k not in ("optimizer_state", "scheduler_state")}
+    if args.heldout_stage is not None and not args.heldout:
+        raise DataError("--heldout-stage says which stage the --heldout runs repeat: give them")
+    if args.intervals_from:
+        raw["intervals"] = intervals_of_stage(raw, args.intervals_from)
     if args.heldout:
-        raw["recipe_validation"] = recipe_validation(raw.get("train_config") or {},
-                                                     args.heldout, args.heldout_tta)
+        stage, recipe = validated_stage(raw, args.heldout_stage)
+        raw["recipe_validation"] = recipe_validation(recipe, args.heldout, args.heldout_tta)
+        raw["recipe_validation"].update(stage=stage, stages=len(training_stages(raw)))
     if args.half:
         raw["state_dict"] = half_precision_state(raw["state_dict"])
     # the run folder it came from; an exported file exported again (say, to attach newer

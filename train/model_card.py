@@ -21,6 +21,7 @@ from galaxy_core.data import DataError
 from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_splits,
                                   shown_by_default)
 from galaxy_core.files import write_text
+from galaxy_core.registry import stages_not_validated
 from galaxy_core.schema import QUESTIONS, answer_name
 from galaxy_core.uncertainty import coverage_rows
 from train.common import read_json, read_text, run_cli, setup_logging
@@ -104,7 +105,7 @@ def _share(counted: dict | None, with_count: bool = True) -> str:
     return f"{share} (n = {counted['galaxies']:.0f})" if with_count else share
 
 
-def _accuracy_section(splits: list, own: bool) -> list:
+def _accuracy_section(splits: list, own: bool, not_validated: int = 0) -> list:
     mean = mean_over_splits(splits)
     tta = _tta_label(splits)
     if own:
@@ -117,7 +118,13 @@ def _accuracy_section(splits: list, own: bool) -> list:
                 "on. Its accuracy is that of its recipe: the identical training run on other "
                 "splits, each scored on the galaxies it never saw (RMSE over all known galaxy "
                 "× answer cells, Kaggle definition), each run at its final epoch, where this "
-                "model stops too:")
+                "model stops too" + (
+                    f". These are the scores of the model before its last "
+                    f"{f'{not_validated} training stages' if not_validated > 1 else 'training stage'}"
+                    f" (Recipe): the fine-tune "
+                    f"was not itself run on these splits, and what it changed was measured on "
+                    f"split 0 alone (docs/command-line.md, \"The full recipe, fine-tuned\"):"
+                    if not_validated else ":"))
     lines = [head[0], head[1], "",
              f"| held-out split | galaxies | model | {tta} | predict the training mean |",
              "|---|---|---|---|---|"]
@@ -324,7 +331,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"- Reproduce: `{notes}`" if notes else "",
         *_recipe_lines(stages, hardware),
         "",
-        *_accuracy_section(splits, own),
+        *_accuracy_section(splits, own, 0 if own else stages_not_validated(meta)),
         *_variants_section(variants),
         *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies"),
                                  stages[0]["train_config"].get("epochs")),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 
 import numpy as np
@@ -181,7 +180,7 @@ def print_tables(rows: list[dict], galaxies: int, seed: int, tta: bool, loaded) 
     base = rows[0]["off"]
     print(f"\n{galaxies} validation galaxies (split seed {seed}), "
           f"{'8 views' if tta else 'one view'}, {loaded.path}")
-    print(f"| framing | framing off | ratio | framing on | ratio |\n|---|---|---|---|---|")
+    print("| framing | framing off | ratio | framing on | ratio |\n|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['case']} | {row['off']:.4f} | {row['off'] / base:.2f}x | "
               f"{row['on']:.4f} | {row['on'] / base:.2f}x |")

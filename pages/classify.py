@@ -142,7 +142,10 @@ if len(values) > 1:
         table[answer_name(column)] = result.frame[column].to_numpy()
     config = {answer_name(c): st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
                                                               max_value=1.0) for c in learned}
-    config["verdict"] = st.column_config.TextColumn(width="large")
+    # sized to its longest verdict (a cell's text does not wrap) and the IDs pinned, so a
+    # verdict is read whole and the columns after it scroll beside its galaxy's ID
+    config["verdict"] = st.column_config.TextColumn()
+    config["GalaxyID"] = st.column_config.TextColumn(pinned=True)
     st.dataframe(table, hide_index=True, width="stretch", column_config=config)
     skipped = sorted({q.number: q for v in verdicts for q in v.not_learned}.items())
     st.caption(f"One row per galaxy: the verdict, the answer it took at each question (its share "

@@ -313,6 +313,10 @@ def test_the_batch_table_shows_the_answers_along_each_verdict():
     assert batch["Q1 shape"].str.fullmatch(r"(smooth|features or disk|star or artifact) \(\d+%\)").all()
     first = walk_tree_of(batch["GalaxyID"].iloc[0])
     assert batch["Q1 shape"].iloc[0] == f"{first.steps[0].answer.label} ({first.steps[0].share:.0%})"
+    # a cell does not wrap, so the verdict column is sized to its longest verdict (no fixed
+    # width to cut it off) and the IDs stay pinned while the answers scroll beside them
+    columns = json.loads([d for d in at.dataframe if "verdict" in d.value.columns][0].proto.columns)
+    assert "width" not in columns["verdict"] and columns["GalaxyID"]["pinned"] is True
 
 
 def walk_tree_of(galaxy_id):

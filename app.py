@@ -9,6 +9,10 @@ from pages.common import LOG_FORMAT, model_sidebar
 logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # a no-op if serve.py's warm-up did
 
 st.set_page_config(page_title="Galaxy Zoo morphology", page_icon="🌌", layout="wide")
+# a wide Markdown table (the model card's) scrolls inside its own box instead of pushing the
+# whole page sideways on a phone (a fixed style of ours; nothing a visitor sends is in it)
+st.markdown("<style>[data-testid='stMarkdownContainer'] table {display: block; overflow-x: auto;}"
+            "</style>", unsafe_allow_html=True)
 
 navigation = st.navigation([
     # the default page lives at the root URL ("/"); Streamlit ignores a url_path given to it

@@ -111,6 +111,7 @@ class Frame:
     why: str
     source: Source | None
     image_width: int = 0  # px: of the image it was chosen on (one decode of it)
+    action: str = ""  # what was done, in a few words ("zoomed in 3.0x", "re-centred"; "": nothing)
 
     def on(self, width: int) -> "Frame":
         """The same region of another decode of the image, ``width`` px wide (a JPEG decoded at
@@ -234,12 +235,12 @@ def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
         return Frame(source.x * width, source.y * height, side, True,
                      f"zoomed in {shorter / side:.1f}x on the object found, which was small in the "
                      f"frame",
-                     source, width)
+                     source, width, f"zoomed in {shorter / side:.1f}x")
     off = np.hypot(source.x - 0.5, source.y - 0.5)
     if not source.covers_centre:  # the middle is sky: centre the frame on the galaxy
         return Frame(source.x * width, source.y * height, shorter, True,
                      f"re-centred on the object found, {off:.0%} of the frame off centre, as "
-                     f"nothing lay at the middle", source, width)
+                     f"nothing lay at the middle", source, width, "re-centred")
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more
         what = "larger in the frame" if source.r50 > stats.r50_high else \
             f"further off centre ({off:.0%} of the frame)"

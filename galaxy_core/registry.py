@@ -79,8 +79,10 @@ def heldout_score(loaded: LoadedModel) -> Score:
     if info["heldout"]:
         shown = shown_by_default(info["heldout"])
         views = f"{TTA_VIEWS} views" if shown is info["heldout"]["model_tta"] else "one view"
+        before = " before its fine-tune" if info["heldout_before_fine_tune"] else ""
         return Score(shown["rmse"], info["heldout"]["mean_baseline"]["rmse"],
-                     f"its recipe on {info['heldout']['splits']} held-out splits, {views}")
+                     f"its recipe{before} on {info['heldout']['splits']} held-out splits, "
+                     f"{views}")
     return Score(None, None, "no held-out galaxies")
 
 
@@ -211,12 +213,11 @@ def describe_model(loaded: LoadedModel) -> dict:
     elif heldout:
         tta = heldout["model_tta"]["rmse"]
         views = f", **{tta:.4f}** averaged over {TTA_VIEWS} views" if tta is not None else ""
-        accuracy = (f"held-out RMSE **{heldout['model']['rmse']:.4f}** one view{views} (its "
-                    f"recipe trained on {len(splits)} other splits, each scored on the galaxies "
-                    f"it held out)")
-        if stages_not_validated(meta):
-            accuracy += (" of the model before its fine-tune, which was not itself run on "
-                         "those splits")
+        before = stages_not_validated(meta) > 0
+        accuracy = (f"held-out RMSE {'of the model before its fine-tune ' if before else ''}"
+                    f"**{heldout['model']['rmse']:.4f}** one view{views} (its recipe trained on "
+                    f"{len(splits)} other splits, each scored on the galaxies it held out"
+                    f"{'; the fine-tune was not itself run on them' if before else ''})")
     else:
         accuracy = "no held-out accuracy (no validation galaxies)"
     return {

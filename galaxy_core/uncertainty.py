@@ -36,6 +36,9 @@ class Calibration:
     floor: float = FLOOR
     source: str = ""  # what the residuals came from: model, galaxies, split
     coverage: dict = field(default_factory=dict)  # measured on galaxies not used for quantiles
+    # > 0: calibrated for that earlier training stage of the model, then carried over to it
+    # (train.export --intervals-from); 0: for the model itself
+    stage: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +54,8 @@ class Calibration:
                               scale=str(raw.get("scale", "binomial")),
                               floor=float(raw.get("floor", FLOOR)),
                               source=str(raw.get("source", "")),
-                              coverage=dict(raw.get("coverage", {})))
+                              coverage=dict(raw.get("coverage", {})),
+                              stage=int(raw.get("stage", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"damaged intervals record ({exc})") from exc
         if not 0 < calibration.level < 1:

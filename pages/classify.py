@@ -32,12 +32,20 @@ def fits_caption(info: dict) -> str:
                     [f"Note: {note}." for note in info.get("notes", [])])
 
 
+def text_width(texts) -> int:
+    """Pixels for a table column to show its longest text whole (the table's 14 px font)."""
+    return max(90, min(1600, round(7.5 * max((len(t) for t in texts), default=0)) + 24))
+
+
 def interval_caption(calibration, tta: bool) -> str:
     """What the black line across each bar means, and how far to trust it (said once a page)."""
     measured = (calibration.coverage or {}).get("all") or {}
-    held = (f" (on galaxies kept out of training: {measured['coverage']:.0%})"
+    earlier = " by the model before its fine-tune" if calibration.stage else ""
+    held = (f" (on galaxies kept out of training{earlier}: {measured['coverage']:.0%})"
             if measured.get("coverage") is not None else "")
-    return (f"The black line across a bar is a {calibration.level:.0%} range: for "
+    percent = f"{calibration.level:.0%}"
+    article = "an" if percent.startswith(("8", "11%", "18")) else "a"  # "an eighty", "a ninety"
+    return (f"The black line across a bar is {article} {percent} range: for "
             f"{calibration.level:.0%} of galaxies like the training ones, the share of "
             f"volunteers who gave that answer falls inside it{held}" +
             ("." if tta else f"; with one view instead of {TTA_VIEWS} a little less often.") +
@@ -127,9 +135,11 @@ unlike = [image_flags(source, labels[k], frame)
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
     table = pd.DataFrame({"GalaxyID": result.frame["GalaxyID"],
-                          "verdict": [v.answers for v in verdicts],
+                          "verdict": [("(a guess) " if w else "") + v.answers
+                                      for v, w in zip(verdicts, unlike)],
                           "unlike the training images": ["; ".join(f.message for f in w)
-                                                         for w in unlike]})
+                                                         for w in unlike],
+                          "framing": [f.action if f is not None else "" for f in result.frames]})
     # the answer the verdict took at each question it walked, with its share (empty: the walk
     # did not reach that question for this galaxy)
     walked = [q for q in QUESTIONS if any(s.question == q for v in verdicts for s in v.steps)]
@@ -142,9 +152,11 @@ if len(values) > 1:
         table[answer_name(column)] = result.frame[column].to_numpy()
     config = {answer_name(c): st.column_config.ProgressColumn(format="%.2f", min_value=0.0,
                                                               max_value=1.0) for c in learned}
-    # sized to its longest verdict (a cell's text does not wrap) and the IDs pinned, so a
-    # verdict is read whole and the columns after it scroll beside its galaxy's ID
-    config["verdict"] = st.column_config.TextColumn()
+    # a cell's text does not wrap, so the text columns are as wide as their longest entry and
+    # the IDs pinned: every verdict and flag is read whole, the columns after it scroll beside
+    # its galaxy's ID
+    for column in ("verdict", "unlike the training images"):
+        config[column] = st.column_config.TextColumn(width=text_width(table[column]))
     config["GalaxyID"] = st.column_config.TextColumn(pinned=True)
     st.dataframe(table, hide_index=True, width="stretch", column_config=config)
     skipped = sorted({q.number: q for v in verdicts for q in v.not_learned}.items())

@@ -8,6 +8,7 @@ import streamlit as st
 from galaxy_core import evaluate, paths, registry
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.card import card_blocks
+from galaxy_core.checkpoint import training_stages
 from galaxy_core.schema import QUESTIONS
 from galaxy_core.faithfulness import report_markdown
 from galaxy_core.uncertainty import coverage_rows
@@ -39,8 +40,13 @@ if own or not heldout:
     agreement = (best.get("val") or {}).get("majority_agreement") or {}
     baseline_agreement = (best.get("baseline_val") or {}).get("majority_agreement") or {}
 else:
+    if before:  # said before the numbers, where nobody misses it
+        last = training_stages(loaded.meta)[-1]["train_config"]
+        st.info(f"These held-out scores are of the model **before its last training stage** "
+                f"({last.get('epochs')} epochs with '{last.get('augment')}' augmentation, see "
+                f"the full card's Recipe), which was not itself run on the held-out splits.")
     left, views, middle, right = st.columns(4)
-    left.metric(f"Held-out RMSE ({'before the fine-tune' if before else 'recipe'}, "
+    left.metric(f"Held-out RMSE ({'before fine-tune' if before else 'recipe'}, "
                 f"{heldout['splits']} splits)",
                 f"{heldout['model']['rmse']:.4f}",
                 help="This model was trained on every labelled galaxy, so none are left to test "
@@ -54,8 +60,10 @@ else:
     views.metric(f"Averaged over {TTA_VIEWS} views", "n/a" if tta is None else f"{tta:.4f}",
                  help=f"The same held-out galaxies, predictions averaged over the {TTA_VIEWS} "
                       "flips and right-angle rotations: what the Classify page and "
-                      "`train.predict` do by default (n/a: the checkpoint carries no such "
-                      "evaluation).")
+                      "`train.predict` do by default." + (
+                          " Of the model before its last fine-tune." if before else "") + (
+                          " n/a: the checkpoint carries no such evaluation."
+                          if tta is None else ""))
     if tta is not None:
         columns[f"held-out RMSE, {TTA_VIEWS} views"] = heldout["model_tta"]["per_question"]
     middle.metric("Mean-prediction baseline", f"{heldout['mean_baseline']['rmse']:.4f}")
@@ -63,8 +71,12 @@ else:
     agreement = evaluate.shown_by_default(heldout).get("majority_agreement") or {}
     baseline_agreement = heldout["mean_baseline"].get("majority_agreement") or {}
 right.metric(f"Input (centre {info['crop_fraction']:.0%} of the frame)", f"{info['image_size']} px")
-st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; epoch "
-           f"{info['epoch']}. Accuracy: {info['accuracy']}.")
+stages = training_stages(loaded.meta)
+trained_for = (f"epoch {info['epoch']} of its last stage, after "
+               f"{sum(s.get('epoch') or 0 for s in stages[:-1])} epochs before it"
+               if len(stages) > 1 else f"epoch {info['epoch']}")
+st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; "
+           f"{trained_for}. Accuracy: {info['accuracy']}.")
 
 AGREES = "top answer = volunteers' majority"
 AGREES_BASELINE = "same, always the training majority"
@@ -95,7 +107,7 @@ if any(columns.values()):
                   "volunteers gave, over the galaxies where most volunteers reached the "
                   "question." if shares else ""))
 
-PLOTS = [("rmse_per_question.png", "RMSE per question against the mean-prediction baseline"),
+PLOTS = [("rmse_per_question.png", "RMSE per question (dashed: over all questions)"),
          ("pred_vs_true.png", "Predicted against volunteer fraction, per learned answer")]
 plots = [(os.path.join(os.path.dirname(paths.DEFAULT_MODEL), name), caption)
          for name, caption in PLOTS]
@@ -153,7 +165,9 @@ if report:
     st.caption("Each map scored by how fast the answer's probability falls as its most salient "
                "pixels are replaced by sky (deletion: lower is better) and rises as they are "
                "revealed on a blurred copy (insertion: higher is better), beside a random map "
-               "and a centred blob: a map must beat the centre to show anything.")
+               "and a centred blob: a map must beat the centre to show anything." +
+               (" The 100 galaxies scored are split 0's validation galaxies, which this model, "
+                "trained on all of them, has seen." if info["trained_on_all"] else ""))
     with st.expander("The table: every method and layer"):
         st.markdown(report_markdown(report))
 

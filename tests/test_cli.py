@@ -458,9 +458,12 @@ def test_a_fine_tune_ships_with_the_validation_and_intervals_of_the_model_it_sta
     rmse = json.load(open(report))["model"]["rmse"]
     assert info["heldout"]["model"]["rmse"] == pytest.approx(rmse)
     assert info["heldout_before_fine_tune"]
-    assert info["accuracy"].endswith("of the model before its fine-tune, which was not itself "
-                                     "run on those splits")
-    assert loaded.calibration.quantiles == {"Class1.1": 1.5}
+    from galaxy_core.registry import heldout_score
+    assert heldout_score(loaded).what == "its recipe before its fine-tune on 1 held-out splits, " \
+        "one view"
+    assert info["accuracy"].startswith("held-out RMSE of the model before its fine-tune **")
+    assert info["accuracy"].endswith("; the fine-tune was not itself run on them)")
+    assert loaded.calibration.quantiles == {"Class1.1": 1.5} and loaded.calibration.stage == 1
     assert loaded.calibration.source == ("split 0's galaxies; calibrated for training stage 1 "
                                          "of 2 (the model before its fine-tune) and carried "
                                          "over unchanged")

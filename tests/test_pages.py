@@ -104,10 +104,13 @@ def test_model_card_reports_the_recipes_heldout_accuracy_for_the_shipped_model()
     assert not at.exception
     metric = at.metric[0]
     # the shipped model is the recipe's, fine-tuned once: its scores are of the recipe's model
-    assert metric.label.startswith(f"Held-out RMSE (before the fine-tune, {len(splits)} splits)")
+    assert metric.label.startswith(f"Held-out RMSE (before fine-tune, {len(splits)} splits)")
     assert "not itself run on those splits" in metric.help
-    assert any("of the model before its fine-tune, which was not itself run on those splits"
-               in c for c in at.caption.values)
+    assert "before its last fine-tune" in at.metric[1].help and "n/a" not in at.metric[1].help
+    assert at.info[0].value.startswith("These held-out scores are of the model **before its last "
+                                       "training stage** (20 epochs with 'reframe' augmentation")
+    assert any("epoch 20 of its last stage, after 170 epochs before it" in c and
+               "the fine-tune was not itself run on them" in c for c in at.caption.values)
     assert metric.value == f"{mean_over_splits(splits)['model']['rmse']:.4f}"
     # the app averages 8 views by default, so that score is shown beside the one-view one
     assert at.metric[1].label == "Averaged over 8 views"
@@ -212,8 +215,12 @@ def test_classify_shows_each_learned_answers_calibrated_interval(tmp_path):
     assert (learned["high"] - learned["low"]).min() > 0.002
     assert (learned["high"] - learned["low"]).max() > 0.1
     assert table[~table["learned"]][["low", "high"]].isna().all().all()
-    assert sum(c.value.startswith("The black line across a bar is a 80% range") for c in
+    assert sum(c.value.startswith("The black line across a bar is an 80% range") for c in
                at.caption) == 1
+    # the shipped model's intervals were calibrated before its fine-tune, and the page says so
+    assert loaded.calibration.stage == 1
+    assert any("(on galaxies kept out of training by the model before its fine-tune: 80%)"
+               in c.value for c in at.caption)
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download 80% intervals (CSV)" in labels
 
@@ -313,10 +320,28 @@ def test_the_batch_table_shows_the_answers_along_each_verdict():
     assert batch["Q1 shape"].str.fullmatch(r"(smooth|features or disk|star or artifact) \(\d+%\)").all()
     first = walk_tree_of(batch["GalaxyID"].iloc[0])
     assert batch["Q1 shape"].iloc[0] == f"{first.steps[0].answer.label} ({first.steps[0].share:.0%})"
-    # a cell does not wrap, so the verdict column is sized to its longest verdict (no fixed
-    # width to cut it off) and the IDs stay pinned while the answers scroll beside them
-    columns = json.loads([d for d in at.dataframe if "verdict" in d.value.columns][0].proto.columns)
-    assert "width" not in columns["verdict"] and columns["GalaxyID"]["pinned"] is True
+
+    # with a wide field (zoomed in on) and a tiny image (flagged) among them, the table says
+    # what framing did and marks the flagged verdict as a guess
+    from tests.test_framing import kaggle_like
+    at.file_uploader[0].set_value([
+        ("wide.png", png_bytes(kaggle_like(0.0774 / 2.5)), "image/png"),
+        ("tiny.png", png_bytes(Image.open(os.path.join(paths.SAMPLE_IMAGES, "100204.jpg"))
+                               .resize((50, 50))), "image/png")]).run()
+    assert not at.exception, at.exception
+    element = [d for d in at.dataframe if "verdict" in d.value.columns][0]
+    batch = element.value.set_index("GalaxyID")
+    assert len(batch) == 6 and batch.loc["wide", "framing"].startswith("zoomed in ")
+    assert (batch.drop(index=["wide", "tiny"])["framing"] == "").all()
+    assert batch.loc["tiny", "verdict"].startswith("(a guess) ")
+    assert "is small" in batch.loc["tiny", "unlike the training images"]
+    assert not batch.drop(index="tiny")["verdict"].str.startswith("(a guess)").any()
+    # a cell does not wrap, so each text column is as wide as its longest entry needs, and the
+    # IDs stay pinned while the columns after them scroll
+    columns = json.loads(element.proto.columns)
+    for column in ("verdict", "unlike the training images"):
+        assert columns[column]["width"] >= 7 * batch[column].str.len().max(), column
+    assert columns["GalaxyID"]["pinned"] is True
 
 
 def walk_tree_of(galaxy_id):

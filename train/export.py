@@ -97,9 +97,10 @@ def intervals_of_stage(raw: dict, path: str) -> dict:
     if number is None:
         raise DataError(f"{path} is not one of the stages this checkpoint was fine-tuned from, "
                         f"so its intervals are not this model's")
-    return {**intervals, "source": f"{intervals.get('source', '')}; calibrated for training "
-                                   f"stage {number} of {len(stages)} (the model before its "
-                                   f"fine-tune) and carried over unchanged"}
+    return {**intervals, "stage": number,
+            "source": f"{intervals.get('source', '')}; calibrated for training stage {number} "
+                      f"of {len(stages)} (the model before its fine-tune) and carried over "
+                      f"unchanged"}
 
 
 def main(argv=None) -> int:

@@ -71,7 +71,8 @@ def _recipe_lines(stages: list, hardware: str) -> list:
              f"previous one's weights:"]
     for number, stage in enumerate(stages, 1):
         data, versions = stage["data"], stage.get("versions") or {}
-        device = data.get("device") or (f"{hardware} (not recorded by the run)" if hardware
+        device = data.get("device") or (f"{hardware} (named when the card was written; the run "
+                                        f"did not record it)" if hardware
                                         else f"a device the run did not record (torch "
                                              f"{versions.get('torch', '?')})")
         held_out = (f"{data.get('val_galaxies')} held out" if data.get("val_galaxies")
@@ -196,7 +197,7 @@ def _variants_section(variants: list) -> list:
 
 
 def _learning_curve_section(variants: list, splits: list, target_galaxies,
-                            target_epochs=None) -> list:
+                            target_epochs=None, fine_tuned: bool = False) -> list:
     """Variants rows that carry ``learning_curve`` (a label shared by the runs of one curve) and
     ``train_galaxies``: the recipe on growing shares of one split's training galaxies.
     ``target_epochs``: the shipped model's, so that a curve measured at another schedule
@@ -237,7 +238,8 @@ def _learning_curve_section(variants: list, splits: list, target_galaxies,
                     f"{at_largest - at_target:.4f} below the fit at {max(sizes)}")
             if key == "tta_rmse" and mean_tta is not None and target_galaxies > max(sizes):
                 text += (f". Applied to the recipe's mean over the held-out splits "
-                         f"({mean_tta:.4f}), the shipped model would score about "
+                         f"({mean_tta:.4f}), the shipped model"
+                         f"{' before its fine-tune' if fine_tuned else ''} would score about "
                          f"{mean_tta - (at_largest - at_target):.4f} with TTA")
                 curve_epochs = sorted({v.get("epochs") for v in rows} - {None})
                 if target_epochs and curve_epochs and curve_epochs != [target_epochs]:
@@ -316,7 +318,9 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"- Residual-block convolution weights stored in float16, everything else in float32 "
         f"(saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
         f"{meta.get('created', '?')}, epoch {meta.get('epoch')} of "
-        f"{train_config.get('epochs', '?')} ({which_epoch}).",
+        f"{train_config.get('epochs', '?')} ({which_epoch})"
+        + (f" of its last stage, after {sum(s.get('epoch') or 0 for s in stages[:-1])} epochs "
+           f"before it." if len(stages) > 1 else "."),
         "",
         "## Data and split",
         f"- {data.get('galaxies')} real Kaggle Galaxy Zoo training galaxies (the shared sample): "
@@ -334,13 +338,16 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         *_accuracy_section(splits, own, 0 if own else stages_not_validated(meta)),
         *_variants_section(variants),
         *_learning_curve_section(variants, [] if own else splits, data.get("train_galaxies"),
-                                 stages[0]["train_config"].get("epochs")),
+                                 stages[0]["train_config"].get("epochs"), len(stages) > 1),
         *_intervals_section(loaded.calibration),
         *(["## Grad-CAM faithfulness", "", faithfulness.strip(), ""] if faithfulness else []),
         "## Limits",
         f"- Trained on {data.get('train_galaxies')} SDSS galaxies in Kaggle-style 424 px "
-        f"cut-outs; other surveys, framings, colour stretches or processed images are out of "
-        f"distribution.",
+        f"cut-outs; other surveys, colour stretches or processed images are out of "
+        f"distribution, and so are framings "
+        + ("beyond the zooms and shifts of its fine-tune (Recipe)." if any(
+            s["train_config"].get("augment") == "reframe" for s in stages)
+           else "unlike those cut-outs."),
         "- The held-out galaxies come from the same 5,000-galaxy range of GalaxyIDs; accuracy on "
         "other galaxies can differ, and the splits above already differ by several "
         "thousandths.",

@@ -155,8 +155,9 @@ if len(values) > 1:
     # a cell's text does not wrap, so the text columns are as wide as their longest entry and
     # the IDs pinned: every verdict and flag is read whole, the columns after it scroll beside
     # its galaxy's ID
-    for column in ("verdict", "unlike the training images"):
-        config[column] = st.column_config.TextColumn(width=text_width(table[column]))
+    for column in ("verdict", "unlike the training images",
+                   *(f"Q{q.number} {q.topic}" for q in walked)):
+        config[column] = st.column_config.TextColumn(width=text_width([*table[column], column]))
     config["GalaxyID"] = st.column_config.TextColumn(pinned=True)
     st.dataframe(table, hide_index=True, width="stretch", column_config=config)
     skipped = sorted({q.number: q for v in verdicts for q in v.not_learned}.items())

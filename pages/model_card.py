@@ -46,12 +46,13 @@ else:
                 f"({last.get('epochs')} epochs with '{last.get('augment')}' augmentation, see "
                 f"the full card's Recipe), which was not itself run on the held-out splits.")
     left, views, middle, right = st.columns(4)
-    left.metric(f"Held-out RMSE ({'before fine-tune' if before else 'recipe'}, "
-                f"{heldout['splits']} splits)",
+    left.metric("Pre-fine-tune held-out RMSE" if before
+                else f"Held-out RMSE (recipe, {heldout['splits']} splits)",
                 f"{heldout['model']['rmse']:.4f}",
                 help="This model was trained on every labelled galaxy, so none are left to test "
                      "it on. The same recipe trained on other splits scored this on the "
-                     "galaxies each one held out (mean over splits), one view per galaxy." +
+                     f"galaxies each one held out (mean over {heldout['splits']} splits), one "
+                     "view per galaxy." +
                      (" These are the scores of the model before its last fine-tune (see the "
                       "full card's Recipe), which was not itself run on those splits."
                       if before else ""))

@@ -244,7 +244,8 @@ def _learning_curve_section(variants: list, splits: list, target_galaxies,
                 curve_epochs = sorted({v.get("epochs") for v in rows} - {None})
                 if target_epochs and curve_epochs and curve_epochs != [target_epochs]:
                     text += (f" (the curve's runs trained "
-                             f"{'/'.join(str(e) for e in curve_epochs)} epochs and this model "
+                             f"{'/'.join(str(e) for e in curve_epochs)} epochs and "
+                             f"{'the model before its fine-tune' if fine_tuned else 'this model'} "
                              f"{target_epochs}: that assumes the gain from more data carries "
                              f"over to the other schedule)")
             lines.append(text + ".")

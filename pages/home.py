@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core.schema import QUESTIONS
+from galaxy_core.checkpoint import training_stages
 from galaxy_core.registry import describe_model
 from pages.common import active_model, sample_paths, thumb
 
@@ -51,13 +52,16 @@ loaded = active_model()
 limits = ""
 if loaded is not None:
     info = describe_model(loaded)
+    reframed = any(stage["train_config"].get("augment") == "reframe"
+                   for stage in training_stages(loaded.meta))
     if info["not_learned_questions"]:
         limits += (f"- The active model learned {', '.join(info['learned_questions'])}; the "
                    f"other answers ({', '.join(info['not_learned_questions'])}) had no training "
                    f"targets and are shown greyed out as *not learned*.\n")
     limits += (f"- It was trained on {info['data']} (SDSS galaxies centred in 424 px cut-outs, "
-               f"like the Kaggle images). Other telescopes, framings or processed images are "
-               f"outside what it has seen.\n")
+               f"like the Kaggle images{', then also re-framed: zoomed and shifted' if reframed else ''}"
+               f"). Other telescopes, processed images or framings far from those are outside "
+               f"what it has seen.\n")
 st.markdown(
     "- Images: **Sloan Digital Sky Survey**. Labels: **Galaxy Zoo 2** volunteers (Willett et al. "
     "2013, MNRAS 435, 2835), as released for the Kaggle *Galaxy Challenge* (Dieleman, Willett & "

@@ -156,8 +156,8 @@ else:
     st.markdown(
         ("- Not learned (no training targets): " + ", ".join(info["not_learned_questions"]) +
          ".\n" if info["not_learned_questions"] else "") +
-        "- Trained on SDSS galaxies in Kaggle-style cut-outs; other surveys, framings or "
-        "processed images are outside what it has seen.\n"
+        "- Trained on SDSS galaxies in Kaggle-style cut-outs; other surveys, processed images "
+        "or framings far from those are outside what it has seen.\n"
         "- Predictions estimate volunteer vote fractions, not physical truth.")
 
 report = faithfulness_report() if shipped else None

@@ -909,6 +909,9 @@ def test_home_shows_the_whole_decision_tree_as_a_static_table():
     assert list(tree.columns) == ["asks", "answers", "asked when"]
     assert tree.loc["Q2", "asked when"] == "features or disk (Class1.2)"
     assert tree.loc["Q1", "asked when"] == "always"
+    # its limits say what the shipped model saw: cut-outs, then re-framed ones (its fine-tune)
+    credits = " ".join(m.value for m in at.markdown)
+    assert "like the Kaggle images, then also re-framed: zoomed and shifted)" in credits
 
 
 @pytest.mark.parametrize("page", ["pages/classify.py", "pages/gradcam.py"])

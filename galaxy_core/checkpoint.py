@@ -145,6 +145,16 @@ def training_stages(meta: dict) -> list[dict]:
     return list(meta.get("earlier_stages") or []) + [stage_of(meta)]
 
 
+def epochs_before_last_stage(stages: list[dict]) -> int:
+    """The epochs of every stage before the last one (0 for a model trained in one run)."""
+    return sum(stage.get("epoch") or 0 for stage in stages[:-1])
+
+
+def trained_on_reframed(stages: list[dict]) -> bool:
+    """Whether any stage trained on re-framed images (``--augment reframe``)."""
+    return any(stage["train_config"].get("augment") == "reframe" for stage in stages)
+
+
 def read_checkpoint(path) -> dict:
     """Load the raw dict safely; raise ``CheckpointError`` naming the problem."""
     path = os.fspath(path)

@@ -201,6 +201,8 @@ def describe_model(loaded: LoadedModel) -> dict:
     heldout = mean_over_splits(splits) if splits else None
     learned = [q for q in QUESTIONS if all(c in loaded.trained_columns for c in q.columns)]
     trained_on_all = data.get("val_galaxies") == 0
+    # its held-out scores are of the model it was fine-tuned from (train.export --heldout-stage)
+    before = bool(heldout) and stages_not_validated(meta) > 0
     if not data:
         described = meta.get("note", "unknown")
     elif trained_on_all:
@@ -213,7 +215,6 @@ def describe_model(loaded: LoadedModel) -> dict:
     elif heldout:
         tta = heldout["model_tta"]["rmse"]
         views = f", **{tta:.4f}** averaged over {TTA_VIEWS} views" if tta is not None else ""
-        before = stages_not_validated(meta) > 0
         accuracy = (f"held-out RMSE {'of the model before its fine-tune ' if before else ''}"
                     f"**{heldout['model']['rmse']:.4f}** one view{views} (its recipe trained on "
                     f"{len(splits)} other splits, each scored on the galaxies it held out"
@@ -228,7 +229,7 @@ def describe_model(loaded: LoadedModel) -> dict:
         "val_rmse": val.get("rmse"),
         "baseline_rmse": (best.get("baseline_val") or {}).get("rmse"),
         "heldout": heldout,
-        "heldout_before_fine_tune": bool(heldout) and stages_not_validated(meta) > 0,
+        "heldout_before_fine_tune": before,
         "accuracy": accuracy,
         "learned_questions": [f"Q{q.number} {q.topic}" for q in learned],
         "not_learned_questions": [f"Q{q.number} {q.topic}" for q in QUESTIONS if q not in learned],

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from galaxy_core.schema import QUESTIONS
-from galaxy_core.checkpoint import training_stages
+from galaxy_core.checkpoint import trained_on_reframed, training_stages
 from galaxy_core.registry import describe_model
 from pages.common import active_model, sample_paths, thumb
 
@@ -52,8 +52,7 @@ loaded = active_model()
 limits = ""
 if loaded is not None:
     info = describe_model(loaded)
-    reframed = any(stage["train_config"].get("augment") == "reframe"
-                   for stage in training_stages(loaded.meta))
+    reframed = trained_on_reframed(training_stages(loaded.meta))
     if info["not_learned_questions"]:
         limits += (f"- The active model learned {', '.join(info['learned_questions'])}; the "
                    f"other answers ({', '.join(info['not_learned_questions'])}) had no training "

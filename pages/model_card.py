@@ -8,7 +8,7 @@ import streamlit as st
 from galaxy_core import evaluate, paths, registry
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.card import card_blocks
-from galaxy_core.checkpoint import training_stages
+from galaxy_core.checkpoint import epochs_before_last_stage, training_stages
 from galaxy_core.schema import QUESTIONS
 from galaxy_core.faithfulness import report_markdown
 from galaxy_core.uncertainty import coverage_rows
@@ -28,6 +28,7 @@ st.markdown(f"**{registry.model_label(loaded.path)}**: a ResNet18 that predicts 
 st.subheader("How good is it?")
 heldout = info["heldout"]
 before = info["heldout_before_fine_tune"]  # the scores are of the model it was fine-tuned from
+stages = training_stages(loaded.meta)
 own = info["val_rmse"] is not None
 best = ((loaded.meta.get("metrics") or {}).get("best") or {})
 if own or not heldout:
@@ -41,7 +42,7 @@ if own or not heldout:
     baseline_agreement = (best.get("baseline_val") or {}).get("majority_agreement") or {}
 else:
     if before:  # said before the numbers, where nobody misses it
-        last = training_stages(loaded.meta)[-1]["train_config"]
+        last = stages[-1]["train_config"]
         st.info(f"These held-out scores are of the model **before its last training stage** "
                 f"({last.get('epochs')} epochs with '{last.get('augment')}' augmentation, see "
                 f"the full card's Recipe), which was not itself run on the held-out splits.")
@@ -72,9 +73,8 @@ else:
     agreement = evaluate.shown_by_default(heldout).get("majority_agreement") or {}
     baseline_agreement = heldout["mean_baseline"].get("majority_agreement") or {}
 right.metric(f"Input (centre {info['crop_fraction']:.0%} of the frame)", f"{info['image_size']} px")
-stages = training_stages(loaded.meta)
 trained_for = (f"epoch {info['epoch']} of its last stage, after "
-               f"{sum(s.get('epoch') or 0 for s in stages[:-1])} epochs before it"
+               f"{epochs_before_last_stage(stages)} epochs before it"
                if len(stages) > 1 else f"epoch {info['epoch']}")
 st.caption(f"Trained {info['created']} on {info['data']}; {info['head']} head; "
            f"{trained_for}. Accuracy: {info['accuracy']}.")

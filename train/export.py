@@ -71,10 +71,9 @@ def recipe_validation(train_config: dict, heldout: list, heldout_tta: list) -> d
     return {"splits": splits}
 
 
-def validated_stage(raw: dict, stage: int | None) -> tuple[int, dict]:
-    """The training stage (1 = the first) whose recipe held-out evaluations must match, and
-    that recipe; ``None``: the checkpoint's own run, its last stage."""
-    stages = training_stages(raw)
+def validated_stage(stages: list, stage: int | None) -> tuple[int, dict]:
+    """Of a checkpoint's ``training_stages``, the one (1 = the first) whose recipe held-out
+    evaluations must match, and that recipe; ``None``: the checkpoint's own run, its last."""
     stage = len(stages) if stage is None else stage
     if not 1 <= stage <= len(stages):
         raise DataError(f"--heldout-stage {stage}: this checkpoint was trained in "
@@ -82,14 +81,13 @@ def validated_stage(raw: dict, stage: int | None) -> tuple[int, dict]:
     return stage, stages[stage - 1]["train_config"]
 
 
-def intervals_of_stage(raw: dict, path: str) -> dict:
-    """The intervals of ``path``, an exported model that is one of ``raw``'s earlier training
-    stages, marked as calibrated for that stage."""
+def intervals_of_stage(stages: list, path: str) -> dict:
+    """The intervals of ``path``, an exported model that is one of the earlier of a checkpoint's
+    ``training_stages``, marked as calibrated for that stage."""
     earlier = read_checkpoint(path)
     intervals = earlier.get("intervals")
     if not intervals:
         raise DataError(f"{path} carries no calibrated intervals")
-    stages = training_stages(raw)
     mine = stage_of(earlier)
     number = next((i for i, s in enumerate(stages[:-1], 1)
                    if (s["train_config"], s["epoch"], s["created"]) ==
@@ -129,12 +127,13 @@ def main(argv=None) -> int:
     raw = {k: v for k, v in raw.items() if k not in ("optimizer_state", "scheduler_state")}
     if args.heldout_stage is not None and not args.heldout:
         raise DataError("--heldout-stage says which stage the --heldout runs repeat: give them")
+    stages = training_stages(raw)
     if args.intervals_from:
-        raw["intervals"] = intervals_of_stage(raw, args.intervals_from)
+        raw["intervals"] = intervals_of_stage(stages, args.intervals_from)
     if args.heldout:
-        stage, recipe = validated_stage(raw, args.heldout_stage)
+        stage, recipe = validated_stage(stages, args.heldout_stage)
         raw["recipe_validation"] = recipe_validation(recipe, args.heldout, args.heldout_tta)
-        raw["recipe_validation"].update(stage=stage, stages=len(training_stages(raw)))
+        raw["recipe_validation"].update(stage=stage, stages=len(stages))
     if args.half:
         raw["state_dict"] = half_precision_state(raw["state_dict"])
     # the run folder it came from; an exported file exported again (say, to attach newer

@@ -16,7 +16,8 @@ import logging
 import os
 
 from galaxy_core.augment import AUGMENT_DESCRIPTIONS, TTA_VIEWS
-from galaxy_core.checkpoint import load_checkpoint, training_stages
+from galaxy_core.checkpoint import (epochs_before_last_stage, load_checkpoint, trained_on_reframed,
+                                   training_stages)
 from galaxy_core.data import DataError
 from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_splits,
                                   shown_by_default)
@@ -320,7 +321,7 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"(saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
         f"{meta.get('created', '?')}, epoch {meta.get('epoch')} of "
         f"{train_config.get('epochs', '?')} ({which_epoch})"
-        + (f" of its last stage, after {sum(s.get('epoch') or 0 for s in stages[:-1])} epochs "
+        + (f" of its last stage, after {epochs_before_last_stage(stages)} epochs "
            f"before it." if len(stages) > 1 else "."),
         "",
         "## Data and split",
@@ -346,9 +347,8 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"- Trained on {data.get('train_galaxies')} SDSS galaxies in Kaggle-style 424 px "
         f"cut-outs; other surveys, colour stretches or processed images are out of "
         f"distribution, and so are framings "
-        + ("beyond the zooms and shifts of its fine-tune (Recipe)." if any(
-            s["train_config"].get("augment") == "reframe" for s in stages)
-           else "unlike those cut-outs."),
+        + ("beyond the zooms and shifts of its fine-tune (Recipe)."
+           if trained_on_reframed(stages) else "unlike those cut-outs."),
         "- The held-out galaxies come from the same 5,000-galaxy range of GalaxyIDs; accuracy on "
         "other galaxies can differ, and the splits above already differ by several "
         "thousandths.",

@@ -88,10 +88,12 @@ def _best_ms(work, count: int, repeats: int) -> float:
 
 def framing_cost(loaded, stats, sources: list[bytes], repeats: int = 7) -> dict[str, float]:
     """Milliseconds per image: the framing step on the decoded images (finding the galaxy and
-    choosing the frame, plus cutting the new frame where it moved; the plain resize that cut
-    replaces is not taken off), a one-view prediction of the images in batches (``predict_files``,
-    decoding included, one decoding thread, as the CLI runs), and a one-view prediction of one
-    upload alone (``predict_image``, as the app runs). Each the fastest of ``repeats`` runs."""
+    choosing the frame, plus cutting the new frame where it moved and the wider square where
+    half of the 8 views see one, counted although a one-view prediction skips it; the plain
+    resize that cut replaces is not taken off), a one-view prediction of the images in batches
+    (``predict_files``, decoding included, one decoding thread, as the CLI runs), and a one-view
+    prediction of one upload alone (``predict_image``, as the app runs). Each the fastest of
+    ``repeats`` runs."""
     size, crop_fraction = loaded.preprocess.image_size, loaded.preprocess.crop_fraction
     names = [f"{i}.jpg" for i in range(len(sources))]
     decoded = [open_image(data).convert("RGB") for data in sources]
@@ -101,20 +103,24 @@ def framing_cost(loaded, stats, sources: list[bytes], repeats: int = 7) -> dict[
             chosen = choose_frame(image, stats)
             if chosen.moved:
                 crop(image, chosen.cx, chosen.cy, chosen.side * crop_fraction, size)
+            if chosen.wider > 1:
+                crop(image, chosen.cx, chosen.cy, chosen.side * crop_fraction * chosen.wider, size)
 
     framing = _best_ms(frame_all, len(decoded), repeats)
     batch = _best_ms(lambda: predict_files(loaded, sources, names=names, batch_size=64,
                                            tta=False, workers=1), len(sources), repeats)
     alone = _best_ms(lambda: [predict_image(loaded, data) for data in sources[:16]],
                      min(16, len(sources)), repeats)
-    moved = sum(choose_frame(image, stats).moved for image in decoded)
+    frames = [choose_frame(image, stats) for image in decoded]
     return {"framing_ms": framing, "batch_predict_ms": batch, "one_upload_ms": alone,
             "of_batch": framing / batch, "of_one_upload": framing / alone,
-            "moved": moved, "images": len(decoded)}
+            "moved": sum(frame.moved for frame in frames),
+            "widened": sum(frame.wider > 1 for frame in frames), "images": len(decoded)}
 
 
 def cost_line(case: str, cost: dict[str, float]) -> str:
-    return (f"{case} ({cost['moved']} of {cost['images']} re-framed): framing step "
+    return (f"{case} ({cost['moved']} of {cost['images']} re-framed, "
+            f"{cost['widened']} with wider views): framing step "
             f"{cost['framing_ms']:.2f} ms per image; a one-view prediction "
             f"{cost['batch_predict_ms']:.1f} ms per image in batches of 64 "
             f"({cost['of_batch']:.1%}) and {cost['one_upload_ms']:.1f} ms for one upload alone "

@@ -127,6 +127,22 @@ def dihedral_views(batch: torch.Tensor):
         yield torch.flip(rotated, dims=(3,))
 
 
+# the dihedral views that see the wider square when a frame asks for one (framing.Frame.wider):
+# one of each rotation, two of them flipped, so both halves average over every orientation
+WIDE_VIEWS = (1, 2, 5, 6)
+
+
+def mixed_dihedral_views(batch: torch.Tensor, wide: torch.Tensor | None):
+    """The 8 ``dihedral_views`` of (B,3,S,S), those in ``WIDE_VIEWS`` taken of ``wide`` instead
+    (the same shape: each image's wider square, or the image itself; None: all of ``batch``)."""
+    if wide is None:
+        yield from dihedral_views(batch)
+        return
+    for index in range(TTA_VIEWS):  # dihedral_views' order: rotation index // 2, flipped if odd
+        rotated = torch.rot90(wide if index in WIDE_VIEWS else batch, index // 2, dims=(2, 3))
+        yield torch.flip(rotated, dims=(3,)) if index % 2 else rotated
+
+
 def undo_dihedral_views(maps: torch.Tensor) -> torch.Tensor:
     """(8,C,S,S) maps of the 8 ``dihedral_views`` of one image, in their order -> each turned
     back into the image's own frame."""

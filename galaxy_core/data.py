@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import Preprocess
 from .files import replacing
-from .images import ImageError, prepare_for_model, prepare_framed, normalize
+from .images import ImageError, normalize, prepare_for_model, prepare_framed, prepare_views
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
 
 log = logging.getLogger(__name__)
@@ -218,14 +218,17 @@ class GalaxyZooDataset(Dataset):
 
 class DecodeJob(Dataset):
     """Decodes image ``i`` of ``sources`` (paths or bytes), in a DataLoader worker or a
-    decoding thread, into (image, i, error, frame): ``frame`` is the ``framing.Frame`` the image
-    was cut with (None without ``framing``), so what is judged later is what the model saw. An
-    unreadable image yields a blank tensor and its error message instead of raising, so a
-    batch job can report it and go on."""
+    decoding thread, into (image, i, error, frame, wide): ``frame`` is the ``framing.Frame`` the
+    image was cut with (None without ``framing``), so what is judged later is what the model
+    saw, and ``wide`` the wider square half of its test-time views see (None unless ``wide`` is
+    asked for, as with the 8 views, and the frame wants one: ``Frame.wider``). An unreadable
+    image yields a blank tensor and its error message instead of raising, so a batch job can
+    report it and go on."""
 
-    def __init__(self, sources, size: int, crop_fraction: float, names=None, framing=None):
+    def __init__(self, sources, size: int, crop_fraction: float, names=None, framing=None,
+                 wide: bool = False):
         self.sources, self.size, self.crop_fraction = sources, size, crop_fraction
-        self.names, self.framing = names, framing
+        self.names, self.framing, self.wide = names, framing, wide
 
     def __len__(self):
         return len(self.sources)
@@ -233,16 +236,27 @@ class DecodeJob(Dataset):
     def __getitem__(self, index):
         name = self.names[index] if self.names is not None else None
         try:
-            image, frame = prepare_framed(self.sources[index], self.size, self.crop_fraction,
-                                          name, self.framing)
-            return image, index, "", frame
+            if self.wide:
+                image, frame, wide = prepare_views(self.sources[index], self.size,
+                                                   self.crop_fraction, name, self.framing)
+            else:
+                (image, frame), wide = prepare_framed(self.sources[index], self.size,
+                                                      self.crop_fraction, name, self.framing), None
+            return image, index, "", frame, wide
         except ImageError as exc:
-            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc), None
+            return (torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc), None,
+                    None)
 
 
 def collate_decoded(items):
-    images, index, errors, frames = zip(*items)
-    return torch.stack(images), list(index), list(errors), list(frames)
+    """(images (B,3,S,S), indices, errors, frames, wides): ``wides`` holds each image's wider
+    square, or the image itself where it has none (None when no image of the batch has one)."""
+    images, index, errors, frames, wides = zip(*items)
+    images = torch.stack(images)
+    if all(wide is None for wide in wides):
+        return images, list(index), list(errors), list(frames), None
+    wide = torch.stack([image if w is None else w for image, w in zip(images, wides)])
+    return images, list(index), list(errors), list(frames), wide
 
 
 def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
@@ -264,7 +278,7 @@ def decode_images(paths, size: int, crop_fraction: float, workers: int = 2,
     loader = DataLoader(DecodeJob(paths, size, crop_fraction), batch_size=64,
                         num_workers=workers, collate_fn=collate_decoded)
     done = 0
-    for images, index, errors, _ in loader:
+    for images, index, errors, _, _ in loader:
         failed = [e for e in errors if e]
         if failed:
             raise DataError(failed[0])

@@ -263,10 +263,17 @@ def prepare_framed(source, size: int, crop_fraction: float, name: str | None = N
     frame another call chose for this image (its second value): that region, not a new choice
     (a JPEG is decoded at a scale that depends on ``size``, and two decodes of an image near a
     threshold could be framed differently)."""
-    return _prepare(source, size, crop_fraction, name, framing, frame)
+    return _prepare(source, size, crop_fraction, name, framing, frame)[:2]
 
 
-def _prepare(source, size, crop_fraction, name, framing, frame=None):
+def prepare_views(source, size: int, crop_fraction: float, name: str | None = None,
+                  framing=None):
+    """``prepare_framed``, and the wider square half of the 8 test-time views see when the
+    frame asks for it (``Frame.wider``; else None): (image, frame, wide)."""
+    return _prepare(source, size, crop_fraction, name, framing, want_wide=True)
+
+
+def _prepare(source, size, crop_fraction, name, framing, frame=None, want_wide=False):
     # a JPEG at the smallest DCT scale that still keeps >= size pixels across the crop
     image = _decode(source, name, wanted=math.ceil(size / crop_fraction))
     width, height = image.size
@@ -283,8 +290,16 @@ def _prepare(source, size, crop_fraction, name, framing, frame=None):
         left, top = (width - side) / 2, (height - side) / 2
         resized = image.resize((size, size), Image.Resampling.BILINEAR,
                                box=(left, top, left + side, top + side)).convert("RGB")
-    array = np.asarray(resized, dtype=np.uint8)  # (H, W, 3)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), chosen
+    wide = None
+    if want_wide and chosen is not None and chosen.wider > 1:
+        wide = _to_tensor(crop(image.convert("RGB"), chosen.cx, chosen.cy,
+                               chosen.side * crop_fraction * chosen.wider, size))
+    return _to_tensor(resized), chosen, wide
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image -> uint8 (3, H, W)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
 def prepare_for_model(source, preprocess: Preprocess, name: str | None = None) -> torch.Tensor:

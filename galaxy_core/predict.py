@@ -27,7 +27,7 @@ from .checkpoint import LoadedModel
 from .config import PRECISIONS
 from .data import DecodeJob, collate_decoded
 from .files import replacing
-from .images import normalize, prepare
+from .images import normalize, prepare_views
 from .schema import ANSWER_COLUMNS, CSV_HEADER, ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,26 @@ class PredictionResult:
 
 @torch.inference_mode()
 def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False,
-              precision: str = "float32", keep_views: bool = False):
+              precision: str = "float32", keep_views: bool = False,
+              wide: torch.Tensor | None = None):
     """uint8 (B,3,S,S) preprocessed images -> probabilities (B, 37) as float32, eval mode.
     ``net`` is a ``GalaxyNet`` or its ``inference_copy``; outputs are clamped to [0, 1].
     ``keep_views``: return (probabilities, each view's (B, V, 37)) instead; with ``tta`` the
-    first of the V = 8 views is the image as it is, so one pass scores both ways."""
+    first of the V = 8 views is the image as it is, so one pass scores both ways.
+    ``wide``: uint8 (B,3,S,S), each image's wider square (``framing.Frame.wider``) or the image
+    itself; with ``tta`` the views ``augment.WIDE_VIEWS`` see it (one view: never)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     net.eval()
     device = next(net.parameters()).device
     batch = normalize(images_uint8.to(device), preprocess)
     batch = batch.contiguous(memory_format=torch.channels_last)
+    if tta and wide is not None:
+        wide = normalize(wide.to(device), preprocess).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
         if tta:
-            views = torch.stack([net(v).float().clamp(0, 1)
-                                 for v in augment.dihedral_views(batch)])  # (V, B, 37)
+            views = torch.stack([net(v).float().clamp(0, 1)  # (V, B, 37)
+                                 for v in augment.mixed_dihedral_views(batch, wide)])
         else:
             views = net(batch).float().clamp(0, 1)[None]
     preds = views.mean(0).cpu().numpy()
@@ -71,20 +76,22 @@ def run_model(net, preprocess, images_uint8: torch.Tensor, tta: bool = False,
 
 
 def predict_tensor(loaded: LoadedModel, images_uint8: torch.Tensor, tta: bool = False,
-                   precision: str = "float32", keep_views: bool = False):
+                   precision: str = "float32", keep_views: bool = False,
+                   wide: torch.Tensor | None = None):
     """``run_model`` with the shared model's BatchNorm-folded copy, one request at a time
     (two at once would only fight over the same cores)."""
     with loaded.lock:
         return run_model(loaded.fast_net, loaded.preprocess, images_uint8, tta, precision,
-                         keep_views)
+                         keep_views, wide)
 
 
 def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | None = None,
                   framing=None) -> np.ndarray:
     """One image (path, bytes or file object) -> probabilities (37,). Raises ``ImageError``."""
-    image = prepare(source, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, name,
-                    framing)
-    return predict_tensor(loaded, image.unsqueeze(0), tta)[0]
+    image, _, wide = prepare_views(source, loaded.preprocess.image_size,
+                                   loaded.preprocess.crop_fraction, name, framing)
+    return predict_tensor(loaded, image.unsqueeze(0), tta,
+                          wide=None if wide is None else wide.unsqueeze(0))[0]
 
 
 def galaxy_id_of(name: str) -> str:
@@ -129,18 +136,20 @@ def predict_files(loaded: LoadedModel, sources, names=None, batch_size: int = 32
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     job = DecodeJob(sources, loaded.preprocess.image_size, loaded.preprocess.crop_fraction, names,
-                    framing)
+                    framing, wide=tta)
     pin = loaded.device.type == "cuda"
     rows, views, ids, kept, frames, errors, done = [], [], [], [], [], [], 0
     if on_progress is not None and sources:
         on_progress(0, len(sources))  # a progress bar's clock starts before the first batch
-    for images, index, failures, chosen in decoded_batches(job, batch_size, workers):
-        if pin:
-            images = images.pin_memory()
+    for images, index, failures, chosen, wide in decoded_batches(job, batch_size, workers):
         good = [i for i, e in enumerate(failures) if not e]
         errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
         if good:
-            out = predict_tensor(loaded, images[good], tta, precision, keep_views)
+            images, wide = images[good], None if wide is None else wide[good]
+            if pin:  # after the indexing, which would copy into unpinned memory
+                images = images.pin_memory()
+                wide = None if wide is None else wide.pin_memory()
+            out = predict_tensor(loaded, images, tta, precision, keep_views, wide)
             if keep_views:
                 out, batch_views = out
                 views.append(batch_views)

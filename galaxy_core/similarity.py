@@ -149,7 +149,7 @@ class Embedder:
         rows, kept, errors, done = [], [], [], 0
         if on_progress is not None and sources:
             on_progress(0, len(sources))
-        for images, index, failures, _ in decoded_batches(job, batch_size, workers):
+        for images, index, failures, _, _ in decoded_batches(job, batch_size, workers):
             good = [i for i, e in enumerate(failures) if not e]
             errors += [(names[index[i]], e) for i, e in enumerate(failures) if e]
             if good:

@@ -7,7 +7,7 @@ import streamlit as st
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
-from galaxy_core.framing import FRAMING_BY_DEFAULT, caption_note, shipped_stats
+from galaxy_core.framing import FRAMING_BY_DEFAULT, action_of, caption_note, shipped_stats
 from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
@@ -78,16 +78,18 @@ frame_on = middle.toggle(
     help="Find the galaxy nearest the centre and, where it is far smaller in its frame than "
          "almost every training galaxy (a wide field), zoom in on it so it fills the frame as "
          "the training cut-outs do; where nothing lies at the middle of the image, centre the "
-         "frame on the galaxy. Other images are left as they are (zooming out a large galaxy "
-         "was measured to do more harm than good). The picture beside each verdict shows what "
-         "the model saw.")
+         "frame on the galaxy. Other images keep their frame (zooming out a large galaxy was "
+         "measured to do more harm than good), but a galaxy larger in its frame than 95% of "
+         "training ones, perhaps cut out tighter than they were, has half of its 8 views look "
+         "2x wider. The picture beside each verdict shows what the model saw.")
 framing = shipped_stats() if frame_on else None
 tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips",
                    value=True, key="classify_tta",
                    help=f"Test-time augmentation. Galaxies have no orientation, so the model's "
                         f"answers for the {TTA_VIEWS} "
-                        "flips and right-angle turns of an image are averaged: slightly more "
-                        "accurate (see the Model card's TTA column), "
+                        "flips and right-angle turns of an image are averaged (with automatic "
+                        "framing, half of them 2x wider for a galaxy large in its frame): "
+                        "slightly more accurate (see the Model card's TTA column), "
                         f"{TTA_VIEWS}x the compute. Off: one pass.")
 
 # FITS band files of one galaxy (m51_g.fits, m51_r.fits, m51_i.fits) make one colour picture
@@ -139,7 +141,7 @@ if len(values) > 1:
                                       for v, w in zip(verdicts, unlike)],
                           "unlike the training images": ["; ".join(f.message for f in w)
                                                          for w in unlike],
-                          "framing": [f.action if f is not None else "" for f in result.frames]})
+                          "framing": [action_of(f, tta) for f in result.frames]})
     # the answer the verdict took at each question it walked, with its share (empty: the walk
     # did not reach that question for this galaxy)
     walked = [q for q in QUESTIONS if any(s.question == q for v in verdicts for s in v.steps)]
@@ -208,7 +210,8 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
             shown, chosen = None, None
         if shown is not None:
             st.image(shown.permute(1, 2, 0).numpy(), width="stretch",
-                     caption=f"{galaxy_id} — the region the model sees{caption_note(chosen)}")
+                     caption=f"{galaxy_id} — the region the model sees"
+                             f"{caption_note(chosen, '8 views' if tta else 'one view')}")
         if is_fits(source):
             st.caption(fits_caption(open_image(source, labels[result.kept[i]]).info))
     with chart_col:

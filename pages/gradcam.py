@@ -52,7 +52,9 @@ with source_col:
     sample = st.selectbox("…or a shipped sample", list(names), index=0 if names else None,
                           disabled=upload is not None or not names)
     tta = st.toggle(f"Average over {TTA_VIEWS} rotations/flips", value=True,
-                    help=f"As on the Classify page: the probabilities are the mean over the "
+                    help=f"As on the Classify page (there, half the views of a galaxy large "
+                         f"in its frame also look 2x wider; here all are of the region shown): "
+                         f"the probabilities are the mean over the "
                          f"{TTA_VIEWS} flips and right-angle turns of the image, and the heatmap "
                          f"is the mean of their {TTA_VIEWS} heatmaps, each turned back first. A "
                          f"galaxy has no orientation, so neither should what drives an answer; "
@@ -130,7 +132,8 @@ st.markdown(f"**{METHOD_NAMES[method]}** of *{answer_name(answer)}* — predicte
             f"**{explained.probability(answer):.3f}** · layer `{layer}`"
             + (f" · averaged over {explained.views} views" if explained.views > 1 else ""))
 original_col, heat_col, overlay_col = st.columns(3)
-original_col.image(shown, caption=f"what the model sees{caption_note(explained.frame)}",
+original_col.image(shown, caption=f"what the model sees"
+                           f"{caption_note(explained.frame, seen='maps')}",
                    width="stretch")
 heat_col.image(heatmap_image(heatmap, shown.shape[0]), caption="heatmap", width="stretch")
 overlay_col.image(blended, caption="overlay", width="stretch")

@@ -11,7 +11,7 @@ from PIL import Image
 from galaxy_core import framing, paths
 from galaxy_core.framing import (FramingStats, choose_frame, crop, find_source, measure,
                                  shipped_stats)
-from galaxy_core.images import prepare, prepare_framed
+from galaxy_core.images import prepare, prepare_framed, prepare_views
 from galaxy_core.quality import flags, shipped_ranges
 
 SIDE = 424
@@ -77,10 +77,35 @@ def test_a_galaxy_too_large_is_left_as_it_is():
     image = kaggle_like(0.0774 * 8)  # far larger: its frame holds its core
     frame = choose_frame(image, shipped_stats())
     assert not frame.moved and "larger in the frame" in frame.why, frame.why
-    assert "left as it is" in frame.why
+    assert "kept its frame" in frame.why
     data = png(image)
     framed, chosen = prepare_framed(data, 64, 0.5, framing=shipped_stats())
     assert np.array_equal(framed.numpy(), prepare(data, 64, 0.5).numpy())
+
+
+def test_a_galaxy_larger_than_most_training_ones_has_half_its_views_wider():
+    """A galaxy larger in its frame than 95% of training ones may be a cut-out tighter than
+    theirs: its frame stays, and half of the 8 views see a square twice its side (here the
+    whole image), which the caption and the table say; a typical galaxy gets no wider views."""
+    stats = shipped_stats()
+    large = kaggle_like(0.25)
+    frame = choose_frame(large, stats)
+    assert stats.r50_wide < frame.source.r50 < stats.r50_high
+    assert not frame.moved and frame.wider == framing.WIDE_ZOOM == 2
+    assert "2x wider" in framing.caption_note(frame) and "half" in framing.action_of(frame)
+    assert "would look 2x wider" in framing.caption_note(frame, "one view")
+    assert "maps are of the region shown" in framing.caption_note(frame, "maps")
+    assert framing.action_of(frame, eight_views=False) == ""
+    data = png(large)
+    image, chosen, wide = prepare_views(data, 64, 0.5, framing=stats)
+    assert chosen.wider == 2
+    assert np.array_equal(image.numpy(), prepare(data, 64, 0.5).numpy())  # the frame stays
+    assert np.array_equal(wide.numpy(), prepare(data, 64, 1.0).numpy())  # 2x its side
+    assert prepare_views(data, 64, 0.5)[2] is None  # framing off: no wider views
+    typical = png(kaggle_like(0.0774))
+    assert prepare_views(typical, 64, 0.5, framing=stats)[2] is None
+    assert choose_frame(kaggle_like(0.0774), stats).wider == 1
+    assert framing.caption_note(choose_frame(kaggle_like(0.0774), stats)) == ""
 
 
 @pytest.mark.parametrize("centre", [(0.88, 0.85), (0.25, 0.7)])
@@ -129,11 +154,13 @@ def test_outside_the_image_the_new_frame_is_sky_like_noise_and_deterministic():
 
 def test_statistics_are_measured_and_shipped():
     stats = measure(kaggle_like(0.06 + 0.004 * i, seed=i) for i in range(12))
-    assert stats.galaxies == 12 and stats.r50_low < stats.r50_median < stats.r50_high
+    assert stats.galaxies == 12
+    assert stats.r50_low < stats.r50_median < stats.r50_wide < stats.r50_high
     with pytest.raises(ValueError, match="at least 10"):
         measure([kaggle_like()])
     shipped = FramingStats.load()
     assert shipped.galaxies >= 1000 and 0.05 < shipped.r50_median < 0.12
+    assert shipped.r50_median < shipped.r50_wide < shipped.r50_high  # wider views are shipped
 
 
 def test_the_shipped_samples_are_not_flagged_and_unlike_images_are():
@@ -233,12 +260,13 @@ def test_the_framing_cost_benchmark_measures_both_paths():
     from tests.conftest import make_loaded
 
     loaded = make_loaded(image_size=32, crop_fraction=0.5)
-    sources = [png(kaggle_like()), png(kaggle_like(0.02, seed=1))]  # as trained; far too small
+    # as trained; far too small; large enough for wider views
+    sources = [png(kaggle_like()), png(kaggle_like(0.02, seed=1)), png(kaggle_like(0.25))]
     cost = framing_cost(loaded, shipped_stats(), sources, repeats=1)
-    assert cost["moved"] == 1 and cost["images"] == 2
+    assert cost["moved"] == 1 and cost["widened"] == 1 and cost["images"] == 3
     assert cost["framing_ms"] > 0 and cost["batch_predict_ms"] > 0
     assert cost["of_batch"] == pytest.approx(cost["framing_ms"] / cost["batch_predict_ms"])
-    assert "(1 of 2 re-framed)" in cost_line("case", cost)
+    assert "(1 of 3 re-framed, 1 with wider views)" in cost_line("case", cost)
 
 
 def test_off_centre_the_galaxy_beats_a_speck_nearer_the_centre():
@@ -304,6 +332,50 @@ def test_the_framing_report_prints_rmse_and_interval_coverage_per_case(tmp_path,
         assert row["off_coverage"] == row["on_coverage"] == 1.0
     printed = capsys.readouterr().out
     assert "| as in Kaggle | 100.0% | 100.0% |" in printed
+
+
+def test_the_wide_views_rules_mix_views_as_the_app_does_and_only_for_large_galaxies():
+    """bench.wide_views, the measurement behind WIDE_PERCENTILE and WIDE_ZOOM: '4+4' is the
+    app's mix (the views augment.WIDE_VIEWS wider), and a rule widens only galaxies above its
+    threshold; end to end it writes every rule's table for both halves and all."""
+    from galaxy_core import augment
+    from bench.wide_views import mixed, widened
+
+    rng = np.random.default_rng(0)
+    plain, wide = rng.random((3, 8, 37)), rng.random((3, 8, 37))
+    case = {"r50": np.array([0.05, 0.2, np.nan]), "views": {1.0: plain, 2.0: wide}}
+    assert widened(case, 0.1).tolist() == [False, True, False]
+    assert not widened(case, None).any()
+    out = mixed(case, 0.1, 2.0, "4+4")
+    np.testing.assert_allclose(out[[0, 2]], plain[[0, 2]].mean(1))
+    expected = np.where(np.isin(np.arange(8), augment.WIDE_VIEWS)[:, None], wide[1], plain[1])
+    np.testing.assert_allclose(out[1], expected.mean(0))
+    np.testing.assert_allclose(mixed(case, 0.1, 2.0, "all")[1], wide[1].mean(0))
+    np.testing.assert_allclose(mixed(case, None, 2.0, "4+4"), plain.mean(1))
+
+
+def test_the_wide_views_report_runs_end_to_end(tmp_path, capsys):
+    import json
+
+    from bench.wide_views import MODES, PERCENTILES, ZOOMS, main
+    from galaxy_core.checkpoint import atomic_save, make_checkpoint
+    from tests.conftest import make_galaxy_folder, make_loaded
+
+    folder = make_galaxy_folder(tmp_path)
+    model = make_loaded(image_size=32, crop_fraction=0.5)
+    state = make_checkpoint(model.net, model.preprocess, model.trained_columns, epoch=1,
+                            metrics={"best": {}}, history=[], data={}, train_config={})
+    atomic_save(state, tmp_path / "model.pt")
+    out = tmp_path / "wide.json"
+    assert main(["--checkpoint", str(tmp_path / "model.pt"), "--images", folder["images"],
+                 "--labels", folder["labels"], "--limit", "4", "--json", str(out)]) == 0
+    tables = json.loads(out.read_text())["tables"]
+    assert len(tables) == 3
+    for table in tables.values():
+        assert len(table) == 1 + len(PERCENTILES) * len(ZOOMS) * len(MODES)
+        assert table[0]["rule"] == "default" and not any(table[0]["widened"])
+        assert all(len(entry["rmse"]) == 6 and min(entry["rmse"]) > 0 for entry in table)
+    assert "| p95 x2 4+4 |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("side, expect", [

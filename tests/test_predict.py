@@ -66,6 +66,60 @@ def test_tta_is_invariant_to_right_angle_rotations_and_flips():
     assert np.abs(plain[0] - plain[1]).max() > 1e-4  # without TTA the views differ
 
 
+def test_half_the_views_see_the_wider_square_of_a_large_galaxy():
+    """``wide``: the views ``augment.WIDE_VIEWS`` (one of each rotation) are of each image's
+    wider square, the others of the image; an image whose wide square is itself predicts as
+    without; one view never sees it. Through ``predict_files``/``predict_image`` with framing, a
+    galaxy large in its frame gets that mix, a typical one the 8 views of its frame."""
+    from galaxy_core import augment
+    from galaxy_core.framing import shipped_stats
+    from tests.test_framing import kaggle_like, png
+
+    loaded = make_loaded(head="tree", image_size=32, crop_fraction=0.5)
+    images = torch.stack([torch.from_numpy(np.array(galaxy_image(s, size=32))).permute(2, 0, 1)
+                          for s in (1, 2)])
+    wide = torch.stack([torch.from_numpy(np.array(galaxy_image(3, size=32))).permute(2, 0, 1),
+                        images[1]])  # the second image has no wider square
+    net, prep = loaded.net, loaded.preprocess
+    mean, views = run_model(net, prep, images, tta=True, keep_views=True, wide=wide)
+    own = run_model(net, prep, images, tta=True, keep_views=True)[1]
+    wide_own = run_model(net, prep, wide, tta=True, keep_views=True)[1]
+    assert augment.WIDE_VIEWS == (1, 2, 5, 6)
+    for view in range(augment.TTA_VIEWS):
+        np.testing.assert_allclose(views[0, view], (wide_own if view in augment.WIDE_VIEWS
+                                                    else own)[0, view], atol=1e-6)
+    np.testing.assert_allclose(views[1], own[1], atol=1e-6)
+    np.testing.assert_allclose(mean, views.mean(1), atol=1e-6)
+    assert np.abs(mean[0] - own[0].mean(0)).max() > 1e-4
+    np.testing.assert_allclose(run_model(net, prep, images, wide=wide),
+                               run_model(net, prep, images), atol=1e-6)  # one view: never
+    # end to end: framing gives the large galaxy (not the typical one) its whole image as the
+    # wider square (twice the side of the model's centre half)
+    large, typical = png(kaggle_like(0.25)), png(kaggle_like(0.0774, seed=1))
+    result = predict_files(loaded, [large, typical], names=["a.png", "b.png"], tta=True,
+                           workers=0, framing=shipped_stats(), keep_views=True)
+    assert [f.wider for f in result.frames] == [2, 1]
+    off = predict_files(loaded, [large, typical], names=["a.png", "b.png"], tta=True,
+                        workers=0, keep_views=True)
+    np.testing.assert_allclose(result.views[1], off.views[1], atol=1e-6)
+    from galaxy_core.images import prepare
+    whole = run_model(loaded.fast_net, prep, prepare(large, 32, 1.0)[None], tta=True,
+                      keep_views=True)[1][0]
+    for view in range(augment.TTA_VIEWS):
+        expected = whole[view] if view in augment.WIDE_VIEWS else off.views[0, view]
+        np.testing.assert_allclose(result.views[0, view], expected, atol=1e-5)
+    np.testing.assert_allclose(predict_image(loaded, large, tta=True, framing=shipped_stats()),
+                               result.frame.iloc[0, 1:].to_numpy(float), atol=1e-5)
+    # one view never sees the wider square, so it is not even cut
+    from galaxy_core.data import DecodeJob
+    assert DecodeJob([large], 32, 0.5, framing=shipped_stats(), wide=True)[0][4] is not None
+    assert DecodeJob([large], 32, 0.5, framing=shipped_stats())[0][4] is None
+    one = predict_files(loaded, [large], names=["a.png"], workers=0, framing=shipped_stats())
+    np.testing.assert_allclose(one.frame.iloc[0, 1:].to_numpy(float),
+                               predict_files(loaded, [large], names=["a.png"], workers=0)
+                               .frame.iloc[0, 1:].to_numpy(float), atol=1e-6)
+
+
 def test_csv_header_is_enforced(loaded, tmp_path):
     from galaxy_core.predict import write_submission_csv
     with pytest.raises(ValueError, match="Kaggle columns"):

@@ -117,9 +117,12 @@ def main(argv=None) -> int:
     parser.add_argument("--frame", action=argparse.BooleanOptionalAction,
                         default=FRAMING_BY_DEFAULT,
                         help="zoom in on a galaxy far smaller in its frame than almost every "
-                             "training galaxy (a wide field) before predicting; others are left "
-                             f"as they are (default {'on' if FRAMING_BY_DEFAULT else 'off'}; "
-                             f"--no-frame: never; see docs/command-line.md)")
+                             "training galaxy (a wide field) before predicting, re-centre one "
+                             "that leaves the middle empty, and with the 8 views let half of "
+                             "them look 2x wider at a galaxy larger in its frame than 95%% of "
+                             "training ones; others keep their frame (default "
+                             f"{'on' if FRAMING_BY_DEFAULT else 'off'}; --no-frame: never; see "
+                             f"docs/command-line.md)")
     parser.add_argument("--flags", metavar="CSV",
                         help="also write GalaxyID,flags for the images unlike the training "
                              "cut-outs (too small, blank, no source near the centre, unlike in "

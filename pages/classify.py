@@ -50,7 +50,7 @@ def interval_caption(calibration, tta: bool) -> str:
             f"volunteers who gave that answer falls inside it{held}" +
             ("." if tta else f"; with one view instead of {TTA_VIEWS} a little less often.") +
             " Images unlike the training ones get no range, and for a galaxy cut out much "
-            "tighter or off centre it holds less often.")
+            "tighter or off centre it holds a little less often.")
 
 
 st.title("🔭 Classify galaxies")

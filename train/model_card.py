@@ -22,6 +22,7 @@ from galaxy_core.data import DataError
 from galaxy_core.evaluate import (heldout_split, learning_curve_fit, mean_over_splits,
                                   shown_by_default)
 from galaxy_core.files import write_text
+from galaxy_core.framing import WIDE_PERCENTILE, WIDE_ZOOM
 from galaxy_core.registry import stages_not_validated
 from galaxy_core.schema import QUESTIONS, answer_name
 from galaxy_core.uncertainty import coverage_rows
@@ -316,7 +317,9 @@ def render(loaded, splits: list, own: bool, variants: list, notes: str, hardware
         f"resized to {loaded.preprocess.image_size} px, ImageNet normalisation; stored in the "
         f"checkpoint so every tool preprocesses identically. Test-time averaging (TTA, on by "
         f"default in the app and `train.predict`) averages the {TTA_VIEWS} flips and "
-        f"right-angle rotations of that crop.",
+        f"right-angle rotations of that crop; with automatic framing (also on by default) half "
+        f"of them see a square {WIDE_ZOOM:g}x wider when the galaxy is larger in its frame than "
+        f"{WIDE_PERCENTILE}% of training galaxies, in case it was cut out tighter.",
         f"- Residual-block convolution weights stored in float16, everything else in float32 "
         f"(saved with torch {meta.get('versions', {}).get('torch', '?')}); created "
         f"{meta.get('created', '?')}, epoch {meta.get('epoch')} of "

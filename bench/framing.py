@@ -127,15 +127,22 @@ def cost_line(case: str, cost: dict[str, float]) -> str:
             f"({cost['of_one_upload']:.1%}); decoding included in both")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.framing", description=__doc__,
+def held_out_parser(prog: str, description: str, seed: int, limit: int):
+    """The arguments of a report on a checkpoint's held-out galaxies: the checkpoint, the labelled
+    images, and which validation split (as ``train.train`` draws it) and how many of it."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
     parser.add_argument("--images", required=True)
     parser.add_argument("--labels", required=True)
     parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=500, help="validation galaxies used")
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--limit", type=int, default=limit, help="validation galaxies used")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = held_out_parser("python -m bench.framing", __doc__, seed=0, limit=500)
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                         help="average the 8 views, as the app and train.predict do (default)")
     parser.add_argument("--json", help="also write the table as JSON")

@@ -20,8 +20,6 @@ second half (to check the choice on) and all, with how many galaxies each rule w
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
@@ -33,7 +31,7 @@ from galaxy_core.framing import choose_frame, crop, find_source, shipped_stats
 from galaxy_core.images import open_image
 from galaxy_core.metrics import rmse_report
 from galaxy_core.predict import predict_tensor
-from bench.framing import CASES, reframe
+from bench.framing import CASES, held_out_parser, reframe
 from train.common import checkpoint_or_default, run_cli
 
 PERCENTILES = (75, 90, 95)
@@ -117,14 +115,7 @@ def print_table(title: str, table: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.wide_views", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
-    parser.add_argument("--images", required=True)
-    parser.add_argument("--labels", required=True)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=400, help="validation galaxies used")
+    parser = held_out_parser("python -m bench.wide_views", __doc__, seed=2, limit=400)
     parser.add_argument("--training-galaxies", type=int, default=1000,
                         help="training galaxies whose r50 sets the percentiles")
     parser.add_argument("--json", help="also write the tables as JSON")

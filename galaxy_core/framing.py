@@ -160,13 +160,16 @@ def _grey_copy(image: Image.Image) -> np.ndarray:
 
 def _percentile(values: np.ndarray, q: float) -> float:
     """``np.percentile(values, q)`` (linear interpolation, in the array's float type) from one
-    partial sort: the same number, in a quarter of the time on an analysis copy."""
+    partial sort: the same number, in a quarter of the time on an analysis copy. (One ``kth``,
+    the next value up as the minimum above it: numpy's two-``kth`` partition is 3.5x slower on a
+    smoothed image's many near-equal values.)"""
     flat = values.ravel()
     position = q / 100 * (flat.size - 1)
     low = int(np.floor(position))
-    high = min(low + 1, flat.size - 1)
-    parted = np.partition(flat, (low, high))
-    value = float(parted[low]) + (float(parted[high]) - float(parted[low])) * (position - low)
+    parted = np.partition(flat, low)
+    above = parted[low + 1:]
+    high = float(above.min()) if above.size else float(parted[low])
+    value = float(parted[low]) + (high - float(parted[low])) * (position - low)
     return float(values.dtype.type(value)) if np.issubdtype(values.dtype, np.floating) else value
 
 
@@ -174,10 +177,10 @@ def _median(values: np.ndarray) -> np.ndarray:
     """``np.median(values, axis=0)`` from one partial sort (its wrappers cost more than the
     sort on a border's few thousand pixels)."""
     middle = len(values) // 2
+    parted = np.partition(values, middle, axis=0)
     if len(values) % 2:
-        return np.partition(values, middle, axis=0)[middle]
-    parted = np.partition(values, (middle - 1, middle), axis=0)
-    return (parted[middle - 1] + parted[middle]) / 2
+        return parted[middle]
+    return (parted[:middle].max(axis=0) + parted[middle]) / 2
 
 
 def sky_of(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

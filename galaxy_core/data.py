@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import Preprocess
 from .files import replacing
-from .images import ImageError, normalize, prepare_for_model, prepare_framed, prepare_views
+from .images import ImageError, normalize, prepare_for_model, prepare_views
 from .schema import ANSWER_COLUMNS, COLUMN_INDEX, ID_COLUMN, NUM_ANSWERS
 
 log = logging.getLogger(__name__)
@@ -236,12 +236,8 @@ class DecodeJob(Dataset):
     def __getitem__(self, index):
         name = self.names[index] if self.names is not None else None
         try:
-            if self.wide:
-                image, frame, wide = prepare_views(self.sources[index], self.size,
-                                                   self.crop_fraction, name, self.framing)
-            else:
-                (image, frame), wide = prepare_framed(self.sources[index], self.size,
-                                                      self.crop_fraction, name, self.framing), None
+            image, frame, wide = prepare_views(self.sources[index], self.size,
+                                               self.crop_fraction, name, self.framing, self.wide)
             return image, index, "", frame, wide
         except ImageError as exc:
             return (torch.zeros(3, self.size, self.size, dtype=torch.uint8), index, str(exc), None,

@@ -166,8 +166,9 @@ class ExplainedImage:
     ``tta``: as the Classify page predicts by default, the image is seen in its 8 flips and
     right-angle rotations (all of the region shown: a prediction's wider views of a galaxy
     large in its frame, ``framing.Frame.wider``, are not mapped); each view's map is turned back
-    and the maps averaged, and the probability is the views' mean. A galaxy has no orientation, so what drives an answer should
-    not depend on it; the average also fills in the dotted lattice of the pixel-wise methods.
+    and the maps averaged, and the probability is the views' mean. A galaxy has no orientation,
+    so what drives an answer should not depend on it; the average also fills in the dotted
+    lattice of the pixel-wise methods.
     ``display``: the region the model sees at display size, for overlays (optional).
     ``frame``: the ``framing.Frame`` automatic framing chose for the image (None: framing off)."""
 

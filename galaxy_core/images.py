@@ -267,10 +267,10 @@ def prepare_framed(source, size: int, crop_fraction: float, name: str | None = N
 
 
 def prepare_views(source, size: int, crop_fraction: float, name: str | None = None,
-                  framing=None):
-    """``prepare_framed``, and the wider square half of the 8 test-time views see when the
-    frame asks for it (``Frame.wider``; else None): (image, frame, wide)."""
-    return _prepare(source, size, crop_fraction, name, framing, want_wide=True)
+                  framing=None, wide: bool = True):
+    """``prepare_framed``, and the wider square half of the 8 test-time views see when
+    ``wide`` and the frame asks for it (``Frame.wider``; else None): (image, frame, wide)."""
+    return _prepare(source, size, crop_fraction, name, framing, want_wide=wide)
 
 
 def _prepare(source, size, crop_fraction, name, framing, frame=None, want_wide=False):

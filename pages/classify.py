@@ -7,7 +7,8 @@ import streamlit as st
 from galaxy_core.augment import TTA_VIEWS
 from galaxy_core.datasets import SAMPLES_NAME
 from galaxy_core.fits import BandSet, group_band_files, is_fits
-from galaxy_core.framing import FRAMING_BY_DEFAULT, action_of, caption_note, shipped_stats
+from galaxy_core.framing import (FRAMING_BY_DEFAULT, WIDE_PERCENTILE, WIDE_ZOOM, action_of,
+                                  caption_note, shipped_stats)
 from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
@@ -79,16 +80,18 @@ frame_on = middle.toggle(
          "almost every training galaxy (a wide field), zoom in on it so it fills the frame as "
          "the training cut-outs do; where nothing lies at the middle of the image, centre the "
          "frame on the galaxy. Other images keep their frame (zooming out a large galaxy was "
-         "measured to do more harm than good), but a galaxy larger in its frame than 95% of "
-         "training ones, perhaps cut out tighter than they were, has half of its 8 views look "
-         "2x wider. The picture beside each verdict shows what the model saw.")
+         f"measured to do more harm than good), but a galaxy larger in its frame than "
+         f"{WIDE_PERCENTILE}% of training ones, perhaps cut out tighter than they were, has half "
+         f"of its {TTA_VIEWS} views look {WIDE_ZOOM:g}x wider. The picture beside each verdict "
+         f"shows what the model saw.")
 framing = shipped_stats() if frame_on else None
 tta = right.toggle(f"Average over {TTA_VIEWS} rotations/flips",
                    value=True, key="classify_tta",
                    help=f"Test-time augmentation. Galaxies have no orientation, so the model's "
                         f"answers for the {TTA_VIEWS} "
                         "flips and right-angle turns of an image are averaged (with automatic "
-                        "framing, half of them 2x wider for a galaxy large in its frame): "
+                        f"framing, half of them {WIDE_ZOOM:g}x wider for a galaxy large in its "
+                        "frame): "
                         "slightly more accurate (see the Model card's TTA column), "
                         f"{TTA_VIEWS}x the compute. Off: one pass.")
 

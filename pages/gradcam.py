@@ -12,7 +12,7 @@ from galaxy_core.explain import (DEFAULT_LAYER, DEFAULT_METHOD, LAYERS, METHOD_N
                                  CamError, colorbar_image, heatmap_image, overlay, png_bytes,
                                  what_red_means)
 from galaxy_core.faithfulness import MIN_PROBABILITY, against_centre, beating_sentence
-from galaxy_core.framing import FRAMING_BY_DEFAULT, caption_note
+from galaxy_core.framing import FRAMING_BY_DEFAULT, WIDE_ZOOM, caption_note
 from galaxy_core.images import ImageError
 from galaxy_core.paths import DEFAULT_MODEL
 from galaxy_core.schema import ANSWER_COLUMNS, answer_name
@@ -53,7 +53,8 @@ with source_col:
                           disabled=upload is not None or not names)
     tta = st.toggle(f"Average over {TTA_VIEWS} rotations/flips", value=True,
                     help=f"As on the Classify page (there, half the views of a galaxy large "
-                         f"in its frame also look 2x wider; here all are of the region shown): "
+                         f"in its frame also look {WIDE_ZOOM:g}x wider; here all are of the "
+                         f"region shown): "
                          f"the probabilities are the mean over the "
                          f"{TTA_VIEWS} flips and right-angle turns of the image, and the heatmap "
                          f"is the mean of their {TTA_VIEWS} heatmaps, each turned back first. A "

@@ -30,7 +30,7 @@ from galaxy_core.device import bfloat16_warning
 from galaxy_core.distributed import distributed_session, gather, split_evenly
 from galaxy_core.files import write_text
 from galaxy_core.fits import BandSet, group_band_files
-from galaxy_core.framing import FRAMING_BY_DEFAULT, shipped_stats
+from galaxy_core.framing import FRAMING_BY_DEFAULT, WIDE_PERCENTILE, WIDE_ZOOM, shipped_stats
 from galaxy_core.images import ImageError, decoded_rgb
 from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.predict import PredictionResult, predict_files
@@ -119,8 +119,9 @@ def main(argv=None) -> int:
                         help="zoom in on a galaxy far smaller in its frame than almost every "
                              "training galaxy (a wide field) before predicting, re-centre one "
                              "that leaves the middle empty, and with the 8 views let half of "
-                             "them look 2x wider at a galaxy larger in its frame than 95%% of "
-                             "training ones; others keep their frame (default "
+                             f"them look {WIDE_ZOOM:g}x wider at a galaxy larger in its frame "
+                             f"than {WIDE_PERCENTILE}%% of training ones; others keep their "
+                             "frame (default "
                              f"{'on' if FRAMING_BY_DEFAULT else 'off'}; --no-frame: never; see "
                              f"docs/command-line.md)")
     parser.add_argument("--flags", metavar="CSV",

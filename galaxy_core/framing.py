@@ -159,18 +159,27 @@ def _grey_copy(image: Image.Image) -> np.ndarray:
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear interpolation, in the array's float type) from one
-    partial sort: the same number, in a quarter of the time on an analysis copy. (One ``kth``,
-    the next value up as the minimum above it: numpy's two-``kth`` partition is 3.5x slower on a
-    smoothed image's many near-equal values.)"""
+    """``np.percentile(values, q)`` of a float array, to the last bit (numpy's own index and
+    interpolation arithmetic), from one partial sort of a few pixels instead of numpy's two-``kth``
+    partition of all of them (3.5x slower on a smoothed image's many near-equal values). Of an
+    image, only the pixels at least the ``wanted``-th largest row maximum are sorted: ``wanted``
+    rows hold a pixel that high, so the value sought is among them."""
     flat = values.ravel()
-    position = q / 100 * (flat.size - 1)
+    share = q / 100
+    position = flat.size * share + (1 - share) - 1  # numpy's "linear" method
     low = int(np.floor(position))
+    fraction = position - low
+    wanted = flat.size - low  # the value at ``low`` and every one above it
+    if values.ndim == 2 and wanted <= len(values):
+        row_max = values.max(axis=1)
+        bound = np.partition(row_max, len(row_max) - wanted)[len(row_max) - wanted]
+        flat = flat[flat >= bound]
+        low = flat.size - wanted
     parted = np.partition(flat, low)
-    above = parted[low + 1:]
-    high = float(above.min()) if above.size else float(parted[low])
-    value = float(parted[low]) + (high - float(parted[low])) * (position - low)
-    return float(values.dtype.type(value)) if np.issubdtype(values.dtype, np.floating) else value
+    below = parted[low]
+    above = parted[low + 1:].min() if wanted > 1 else below
+    step = above - below  # in the array's type, as numpy's interpolation
+    return float(above - step * (1 - fraction) if fraction >= 0.5 else below + step * fraction)
 
 
 def _median(values: np.ndarray) -> np.ndarray:
@@ -204,7 +213,7 @@ def find_source(image: Image.Image) -> Source | None:
     # by about 3.5)
     bright = _percentile(smooth, 99.9) - float(sky)
     threshold = float(sky) + max(3.0 * float(noise) / 3.5, ISOPHOTE * bright, 1.0)
-    mask = (smooth > threshold).astype(np.uint8)
+    mask = np.greater(smooth, threshold).view(np.uint8)  # 0/1 bytes, not copied
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     height, width = grey.shape
     centre = np.array([(width - 1) / 2, (height - 1) / 2])
@@ -224,7 +233,9 @@ def find_source(image: Image.Image) -> Source | None:
                                minlength=count)
         score = light_of[candidates] / (1 + (distance / LIGHT_DISTANCE) ** 2)
         best = int(candidates[np.argmax(score)])
-    ys, xs = np.nonzero(labels == best)
+    left, top, box_width, box_height = stats[best, :4]  # its pixels, from its bounding box
+    ys, xs = np.nonzero(labels[top:top + box_height, left:left + box_width] == best)
+    ys, xs = ys + top, xs + left
     light = np.maximum(grey[ys, xs] - float(sky), 0.0)
     if light.sum() <= 0:
         return None

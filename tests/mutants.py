@@ -237,6 +237,12 @@ MUTANTS = (
            "frames += [chosen[i] for i in good]", "frames += [None for i in good]",
            "a page cannot show, nor the flags judge, the region the model saw",
            ("tests/test_framing.py",)),
+    Mutant("percentile-drops-its-bound", "galaxy_core/framing.py",
+           "flat = flat[flat >= bound]",
+           "flat = flat[flat > bound]",
+           "the fast percentile leaves out the pixel at the row-maxima bound, which is often the "
+           "value sought: the isophote moves and the shipped statistics no longer apply",
+           ("tests/test_framing.py",)),
     Mutant("framing-zooms-on-specks", "galaxy_core/framing.py",
            "    if len(larger):\n        candidates = larger\n", "",
            "a speck near the middle is zoomed in on while the galaxy sits in a corner",

@@ -249,10 +249,13 @@ def test_the_fast_median_and_percentile_equal_numpys():
         for shape in ((n,), (n, 3)):
             values = rng.random(shape).astype(np.float32)
             assert np.array_equal(framing._median(values), np.median(values, axis=0))
-    for shape in ((1, 1), (128, 128), (128, 171)):
-        values = rng.random(shape).astype(np.float32) * 255
-        for q in (0.0, 50.0, 99.9, 100.0):
-            assert framing._percentile(values, q) == float(np.percentile(values, q))
+    for shape in ((1, 1), (128, 128), (128, 171), (171, 128), (128, 5), (5, 128), (2500,)):
+        for draw in range(20):
+            values = rng.random(shape).astype(np.float32) * 255
+            if draw % 3 == 0:  # many equal values, as in a saturated core
+                values = np.round(values / 50).astype(np.float32) * 50
+            for q in (0.0, 50.0, 99.0, 99.9, 100.0, float(rng.random() * 100)):
+                assert framing._percentile(values, q) == float(np.percentile(values, q))
 
 
 def test_the_framing_cost_benchmark_measures_both_paths():

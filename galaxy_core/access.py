@@ -148,7 +148,7 @@ def decide(visitor: Visitor, configured_password: str | None, unlocked: bool,
     if unlocked and configured_password:
         return Access(True, "admin password accepted", False)
     if not configured_password:
-        return Access(False, f"{why}, and no admin password is set on this server", False)
+        return Access(False, f"{why}, and it cannot be unlocked from a browser here", False)
     return Access(False, f"{why}; enter the admin password", True)
 
 

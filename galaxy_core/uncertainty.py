@@ -201,16 +201,26 @@ def learned_targets(targets: np.ndarray, trained_columns) -> np.ndarray:
     return kept
 
 
+FLAGS_COLUMN = "unlike_training"  # the intervals CSV's last column: why a row has no bounds
+
+
 def interval_columns(calibration: Calibration) -> list[str]:
     """``Class1.1_low, Class1.1_high, ...`` for the calibrated answers, in Kaggle order."""
     return [f"{c}_{end}" for c in calibration.columns for end in ("low", "high")]
 
 
-def interval_table(calibration: Calibration, galaxy_ids, preds: np.ndarray):
-    """GalaxyID then each calibrated answer's low and high bound, one row per galaxy."""
+def interval_table(calibration: Calibration, galaxy_ids, preds: np.ndarray, flags=None):
+    """GalaxyID then each calibrated answer's low and high bound, one row per galaxy. With
+    ``flags`` (per galaxy, why its image is unlike the training cut-outs; "" when it is not), a
+    last column of them, and a flagged galaxy's bounds left empty: calibrated on galaxies like
+    the training ones, they would promise what they do not hold."""
     low, high = bounds(calibration, preds)
     index = [ANSWER_COLUMNS.index(c) for c in calibration.columns]
     table = pd.DataFrame(np.stack([low[:, index], high[:, index]], axis=2).reshape(
         len(preds), 2 * len(index)), columns=interval_columns(calibration))
     table.insert(0, ID_COLUMN, list(galaxy_ids))
+    if flags is not None:
+        flags = list(flags)
+        table.loc[[bool(f) for f in flags], interval_columns(calibration)] = np.nan
+        table[FLAGS_COLUMN] = flags
     return table

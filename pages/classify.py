@@ -12,7 +12,7 @@ from galaxy_core.framing import (FRAMING_BY_DEFAULT, WIDE_PERCENTILE, WIDE_ZOOM,
 from galaxy_core.images import ImageError, open_image, prepare_framed
 from galaxy_core.predict import galaxy_id_of, predict_files, submission_csv_bytes
 from galaxy_core.schema import ANSWER_COLUMNS, QUESTIONS, answer_name
-from galaxy_core.uncertainty import interval_table
+from galaxy_core.uncertainty import FLAGS_COLUMN, interval_table
 from galaxy_core.verdict import walk_tree
 from pages.common import (UPLOAD_LIMIT_MB, UPLOAD_LIMIT_TEXT, active_model, checked_uploads,
                           image_flags, probabilities_frame, probability_chart, sample_choices,
@@ -180,12 +180,15 @@ st.download_button(
         f" {len(untrained)} answers were never learned by this model: their columns hold the "
         f"untrained head's output, not predictions." if untrained else ""))
 if loaded.calibration is not None:
-    intervals = interval_table(loaded.calibration, result.frame["GalaxyID"], values)
+    intervals = interval_table(loaded.calibration, result.frame["GalaxyID"], values,
+                               flags=["; ".join(f.message for f in found) for found in unlike])
     st.download_button(
         f"Download {loaded.calibration.level:.0%} intervals (CSV)",
         intervals.to_csv(index=False, float_format="%.6f").encode(),
         file_name="galaxy_intervals.csv", mime="text/csv",
-        help="GalaxyID, then each learned answer's interval: Class1.1_low, Class1.1_high, …")
+        help="GalaxyID, each learned answer's interval (Class1.1_low, Class1.1_high, …), then "
+             f"{FLAGS_COLUMN}: an image unlike the training ones gets no interval, and this "
+             "column says why")
 
 untrained_count = len(loaded.untrained_columns)
 show_untrained = untrained_count > 0 and st.toggle(

@@ -271,6 +271,12 @@ MUTANTS = (
            "None if unlike[i] else loaded.calibration", "loaded.calibration",
            "a flagged image's bars carry intervals calibrated on cut-outs it is unlike",
            ("tests/test_pages.py",)),
+    Mutant("intervals-csv-keeps-flagged-bounds", "galaxy_core/uncertainty.py",
+           "        table.loc[[bool(f) for f in flags], interval_columns(calibration)] = np.nan\n",
+           "",
+           "the intervals CSV gives a flagged image bounds calibrated on cut-outs it is unlike, "
+           "where the page shows none",
+           ("tests/test_uncertainty.py", "tests/test_pages.py")),
     Mutant("fits-axes-read-by-astropy-alone", "galaxy_core/fits.py",
            "    _check_axes_cards(data, label)\n", "",
            "a 6 KB FITS declaring a billion axes or a negative length hangs a server thread",

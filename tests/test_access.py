@@ -99,7 +99,7 @@ def test_the_access_rule():
     stranger = Visitor("203.0.113.7", {"host": "galaxy.example.org"})
     assert decide(local, None, False).admin and decide(local, None, False).local
     refused = decide(stranger, None, False)
-    assert not refused.admin and not refused.can_unlock and "no admin password" in refused.reason
+    assert not refused.admin and not refused.can_unlock and "cannot be unlocked" in refused.reason
     locked = decide(stranger, "pw", False)
     assert not locked.admin and locked.can_unlock
     unlocked = decide(stranger, "pw", True)

@@ -314,7 +314,17 @@ def test_refused_uploads_are_explained_on_the_page():
     assert sum("MB" in c.value for c in at.caption) == 1  # the limit is said once
 
 
-def test_the_batch_table_shows_the_answers_along_each_verdict():
+def test_the_batch_table_shows_the_answers_along_each_verdict(monkeypatch):
+    import streamlit
+
+    downloads = {}  # each download button's data, by label (the page runs in this process)
+    original = streamlit.download_button
+
+    def recording(label, data, *args, **kwargs):
+        downloads[label] = data
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "download_button", recording)
     at = app("pages/classify.py")
     at.button[0].click().run()  # "Try 4 samples"
     batch = [d.value for d in at.dataframe if "verdict" in d.value.columns][0]
@@ -338,6 +348,16 @@ def test_the_batch_table_shows_the_answers_along_each_verdict():
     assert batch.loc["tiny", "verdict"].startswith("(a guess) ")
     assert "is small" in batch.loc["tiny", "unlike the training images"]
     assert not batch.drop(index="tiny")["verdict"].str.startswith("(a guess)").any()
+    # the intervals CSV has none for the flagged image, and says why, as the page does
+    from galaxy_core.uncertainty import FLAGS_COLUMN
+    import pandas as pd
+    intervals = pd.read_csv(io.BytesIO(downloads["Download 80% intervals (CSV)"])).set_index(
+        "GalaxyID")
+    assert list(intervals.index) == list(batch.index) and intervals.columns[-1] == FLAGS_COLUMN
+    bounds = intervals.drop(columns=FLAGS_COLUMN)
+    assert bounds.loc["tiny"].isna().all() and "is small" in intervals.loc["tiny", FLAGS_COLUMN]
+    assert bounds.drop(index="tiny").notna().all().all()
+    assert intervals.drop(index="tiny")[FLAGS_COLUMN].isna().all()
     # a cell does not wrap, so each text column is as wide as its longest entry needs, and the
     # IDs stay pinned while the columns after them scroll
     columns = json.loads(element.proto.columns)
@@ -466,7 +486,8 @@ def test_browser_reports_a_broken_dataset_without_its_path_or_contents(
 def test_training_is_locked_for_a_stranger_without_password():
     at = app("pages/train.py")
     assert "for the app's maintainers" in at.warning[0].value
-    assert "no admin password is set" in at.warning[0].value
+    assert "cannot be unlocked from a browser here" in at.warning[0].value
+    assert "password" not in at.warning[0].value  # no word on how the server is set up
     assert not at.text_input  # nothing to unlock with
     assert not any(b.label == "Start training" for b in at.button)
 

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from galaxy_core.checkpoint import CheckpointError, atomic_save, load_checkpoint, read_checkpoint
 from galaxy_core.schema import ANSWER_COLUMNS, NUM_ANSWERS
-from galaxy_core.uncertainty import (Calibration, bounds, conformal_quantile, coverage,
-                                     cross_fitted_coverage, fit)
+from galaxy_core.uncertainty import (FLAGS_COLUMN, Calibration, bounds, conformal_quantile,
+                                     coverage, cross_fitted_coverage, fit)
 from tests.conftest import make_galaxy_folder
 from train.common import run_cli
 
@@ -232,14 +233,22 @@ def test_predict_writes_each_learned_answers_interval_beside_the_kaggle_csv(tmp_
     images.mkdir()
     for name in sorted(os.listdir(paths.SAMPLE_IMAGES))[:2]:
         (images / name).write_bytes(open(os.path.join(paths.SAMPLE_IMAGES, name), "rb").read())
+    Image.new("RGB", (424, 424), (200, 200, 200)).save(images / "blank.png")  # flagged
     out, intervals = tmp_path / "pred.csv", tmp_path / "intervals.csv"
     assert predict("--images", images, "--out", out, "--intervals", intervals,
                    "--workers", "0") == 0
-    preds, table = pd.read_csv(out), pd.read_csv(intervals)
+    preds = pd.read_csv(out)
+    table = pd.read_csv(intervals)
     calibration = load_checkpoint(paths.DEFAULT_MODEL).calibration
     assert list(table.columns) == ["GalaxyID"] + [f"{c}_{end}" for c in calibration.columns
-                                                  for end in ("low", "high")]
+                                                  for end in ("low", "high")] + [FLAGS_COLUMN]
     assert list(table["GalaxyID"]) == list(preds["GalaxyID"])
+    # the blank image keeps its prediction but gets no interval, and the last column says why
+    blank = table["GalaxyID"] == "blank"
+    assert table[blank].drop(columns=["GalaxyID", FLAGS_COLUMN]).isna().all().all()
+    assert "blank" in table.loc[blank, FLAGS_COLUMN].iloc[0]
+    table, preds = table[~blank], preds[~blank.to_numpy()]
+    assert table[FLAGS_COLUMN].isna().all()  # an empty cell: not flagged
     for column in calibration.columns:
         assert (table[f"{column}_low"] <= preds[column] + 1e-6).all()
         assert (preds[column] <= table[f"{column}_high"] + 1e-6).all()

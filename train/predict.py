@@ -35,7 +35,7 @@ from galaxy_core.images import ImageError, decoded_rgb
 from galaxy_core.quality import flags_as_seen, shipped_ranges
 from galaxy_core.predict import PredictionResult, predict_files
 from galaxy_core.schema import ANSWER_COLUMNS
-from galaxy_core.uncertainty import interval_table
+from galaxy_core.uncertainty import FLAGS_COLUMN, interval_table
 from train.common import (LazyBar, check_output_file, checkpoint_or_default, run_cli,
                           setup_logging)
 
@@ -64,20 +64,25 @@ def collect_images(items) -> tuple[list, list[str]]:
     return sources, names
 
 
-def write_flags(path: str, sources, names, galaxy_ids, frames) -> None:
-    """GalaxyID,flags for every image whose view (cut with ``frames``, the prediction's; None:
-    framing off) is unlike the training cut-outs (a header alone: none)."""
-    ranges, rows = shipped_ranges(), []
-    for source, name, galaxy_id, frame in zip(sources, names, galaxy_ids, frames, strict=True):
+def flags_of(sources, names, frames) -> list[str]:
+    """Why each image's view (cut with ``frames``, the prediction's; None: framing off) is
+    unlike the training cut-outs, its flags' messages joined ("": like them, or unreadable)."""
+    ranges, found = shipped_ranges(), []
+    for source, name, frame in zip(sources, names, frames, strict=True):
         try:
-            found = flags_as_seen(decoded_rgb(source, name), ranges, frame=frame)
+            flags = flags_as_seen(decoded_rgb(source, name), ranges, frame=frame)
         except ImageError:
-            continue
-        if found:
-            rows.append({"GalaxyID": galaxy_id, "flags": "; ".join(f.message for f in found)})
+            flags = []
+        found.append("; ".join(f.message for f in flags))
+    return found
+
+
+def write_flags(path: str, galaxy_ids, flags: list[str]) -> None:
+    """GalaxyID,flags for every flagged image (a header alone: none)."""
+    rows = [{"GalaxyID": g, "flags": f} for g, f in zip(galaxy_ids, flags, strict=True) if f]
     write_text(path, pd.DataFrame(rows, columns=["GalaxyID", "flags"]).to_csv(index=False))
     log.info("%d of %d images flagged as unlike the training images: %s", len(rows),
-             len(galaxy_ids), path)
+             len(flags), path)
 
 
 def merge_shards(shards) -> PredictionResult:
@@ -130,8 +135,10 @@ def main(argv=None) -> int:
                              "brightness or colour) to this CSV")
     parser.add_argument("--intervals", metavar="CSV",
                         help="also write each learned answer's calibrated interval "
-                             "(GalaxyID,Class1.1_low,Class1.1_high,...; 80%% of volunteer "
-                             "fractions fall inside on held-out galaxies) to this CSV")
+                             f"(GalaxyID,Class1.1_low,Class1.1_high,...,{FLAGS_COLUMN}; 80%% "
+                             "of volunteer fractions fall inside on held-out galaxies) to this "
+                             "CSV; an image unlike the training cut-outs gets none, and the "
+                             "last column says why")
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")
     args = parser.parse_args(argv)
@@ -172,12 +179,14 @@ def main(argv=None) -> int:
                         f"not written{kept}")
     result.to_csv(args.out, blank_columns=loaded.untrained_columns if args.blank_untrained else ())
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
+    if args.flags or args.intervals:
+        flags = flags_of([sources[i] for i in result.kept], [names[i] for i in result.kept],
+                         result.frames)
     if args.flags:
-        write_flags(args.flags, [sources[i] for i in result.kept],
-                    [names[i] for i in result.kept], result.frame["GalaxyID"], result.frames)
-    if args.intervals:
+        write_flags(args.flags, result.frame["GalaxyID"], flags)
+    if args.intervals:  # none for a flagged image: the last column says why
         table = interval_table(loaded.calibration, result.frame["GalaxyID"],
-                               result.frame[list(ANSWER_COLUMNS)].to_numpy())
+                               result.frame[list(ANSWER_COLUMNS)].to_numpy(), flags)
         write_text(args.intervals, table.to_csv(index=False, float_format="%.6f"))
         log.info("wrote %.0f%% intervals for %d answers to %s", 100 * loaded.calibration.level,
                  len(loaded.calibration.columns), args.intervals)

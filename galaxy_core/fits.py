@@ -74,6 +74,8 @@ class FitsPicture:
     rgb: np.ndarray  # (H, W, 3) uint8
     centre: tuple[float, float] | None  # RA, Dec in degrees, where the header has a WCS
     notes: list[str] = field(default_factory=list)
+    # (H, W) bool: pixels without data (NaN) in some band, filled in; None when there are none
+    no_data: np.ndarray | None = None
 
 
 def is_fits(source) -> bool:
@@ -316,8 +318,9 @@ def _choose_q(bands: np.ndarray, gain: float) -> float:
     return (low * high) ** 0.5
 
 
-def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """(H, W, 3) uint8 from (1 or 3, H, W) planes in g, r, i order, Kaggle-like (docstring)."""
+def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """(H, W, 3) uint8 from (1 or 3, H, W) planes in g, r, i order, Kaggle-like (docstring), the
+    notes on what was done, and the pixels without data (``FitsPicture.no_data``)."""
     notes = []
     planes = planes.astype(np.float32, copy=True)
     blank = [not np.isfinite(p).any() or np.nanmax(np.abs(p)) == 0 for p in planes]
@@ -334,6 +337,7 @@ def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str]]:
                              f"stands in for it")
     stats = [sky_and_noise(p) for p in planes]
     planes = np.stack([p - sky for p, (sky, _) in zip(planes, stats)])
+    no_data = ~np.isfinite(planes).all(axis=0)
     planes, filled, edge = _fill_missing(planes)
     if filled:
         notes.append(f"{filled} pixel(s) without data (NaN) inside the image were filled from "
@@ -354,7 +358,8 @@ def to_colour(planes: np.ndarray) -> tuple[np.ndarray, list[str]]:
         (planes[0], planes[0], planes[0])
     q = _choose_q(np.stack([i_band, r_band, g_band]), gain)
     minimum = -SKY_LEVEL / gain
-    return lupton_rgb(i_band, r_band, g_band, [minimum] * 3, _stretch_for(q, gain), q), notes
+    rgb = lupton_rgb(i_band, r_band, g_band, [minimum] * 3, _stretch_for(q, gain), q)
+    return rgb, notes, (no_data if no_data.any() else None)
 
 
 def _fill_missing(planes: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -398,7 +403,7 @@ def read_fits(source, name: str = "upload", max_bytes: int = 25 * 1024 * 1024,
         planes, header = read_planes(source, name, max_bytes, max_decoded)
     try:
         with np.errstate(all="ignore"):  # hostile values overflow; the result is checked below
-            rgb, notes = to_colour(planes)
+            rgb, notes, no_data = to_colour(planes)
     except FitsError:
         raise
     except Exception as exc:  # any arithmetic surprise of hostile values: one message, no trace
@@ -407,7 +412,8 @@ def read_fits(source, name: str = "upload", max_bytes: int = 25 * 1024 * 1024,
         notes.append("one band: shown in grey (the model learned from g, r, i colour)")
     elif not isinstance(source, BandSet):
         notes.append("its planes 1, 2 and 3 read as the g, r and i bands")
-    return FitsPicture(rgb=rgb, centre=centre_radec(header, rgb.shape), notes=notes)
+    return FitsPicture(rgb=rgb, centre=centre_radec(header, rgb.shape), notes=notes,
+                       no_data=no_data)
 
 
 def group_band_files(names) -> tuple[list[tuple[str, tuple[int, int, int]]], list[int]]:

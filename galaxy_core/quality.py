@@ -7,6 +7,9 @@ it, so the answer deserves less trust. The checks, cheapest first:
 - ``grey``: no colour at all (one band, or a greyscale picture): every training image is a
   colour composite of three bands, g, r and i;
 - ``no source near the centre``: automatic framing finds nothing to frame;
+- ``no data``: more than ``MAX_NO_DATA`` of the frame the model's view is cut from had no data
+  (NaN in a FITS file: a masked region, a bad column, a mosaic's edge) and was filled in, so
+  the model would judge the fill, not the galaxy (a masked star covers far less);
 - ``unlike the training images``: a few measures of brightness and colour compared with the
   training images (measured on the training part of a split by ``python -m train.framing_stats``,
   stored in ``quality_ranges.json``): flagged when two lie outside the range that 99.5% of the
@@ -47,13 +50,16 @@ FEATURES = {  # name: what it says when below the training range, and when above
 # the mean distance of a pixel's channels from their mean, on a 64 px copy: 0 for a grey image;
 # at least 0.33 (median 1.77) on the 4,000 sample cut-outs, whose sky noise differs per band
 GREY_CHROMA = 0.1
+# share of the frame: a masked star (a few dozen pixels) or a bad column of a 256 px image
+# (0.4%) stays under it; a masked strip across the galaxy does not
+MAX_NO_DATA = 0.01
 COVERAGE = (0.25, 99.75)  # percentiles of the training images: two measures outside flag
 EXTREMES = (0.0, 100.0)  # ... one measure outside these flags
 
 
 @dataclass(frozen=True)
 class Flag:
-    code: str  # too_small, blank, grey, no_source, unlike
+    code: str  # too_small, blank, grey, no_source, unlike, no_data
     message: str
 
 
@@ -90,6 +96,27 @@ def too_small(image: Image.Image) -> list[Flag]:
         return []
     return [Flag("too_small", f"{image.width}x{image.height} px is small (the training images "
                               f"are {TRAINING_SIDE} px; under {MIN_SIDE} px is flagged)")]
+
+
+def no_data(image: Image.Image, frame: Frame | None = None) -> list[Flag]:
+    """The "no data" flag, if too much of ``frame`` (None: the image's centre square) had no
+    data (``image.info["no_data"]``, set on a FITS file's picture)."""
+    missing = image.info.get("no_data")
+    if missing is None:
+        return []
+    if frame is None:
+        side = min(image.size)
+        frame = Frame(image.width / 2, image.height / 2, side, False, "", None, image.width)
+    frame = frame.on(missing.shape[1])  # the mask's pixels
+    left, top = max(0, round(frame.cx - frame.side / 2)), max(0, round(frame.cy - frame.side / 2))
+    right = min(missing.shape[1], round(frame.cx + frame.side / 2))
+    bottom = min(missing.shape[0], round(frame.cy + frame.side / 2))
+    region = missing[top:bottom, left:right]
+    share = float(region.mean()) if region.size else 0.0
+    if share <= MAX_NO_DATA:
+        return []
+    return [Flag("no_data", f"{share:.0%} of the frame had no data (NaN in the FITS file) and "
+                            f"was filled in, so the model judges the fill there, not the galaxy")]
 
 
 def flags(image: Image.Image, training_ranges: dict[str, list[float]]) -> list[Flag]:
@@ -141,6 +168,6 @@ def flags_as_seen(image: Image.Image, training_ranges: dict[str, list[float]],
     elif framing is not None:
         frame = choose_frame(image, framing)
     if frame is None or not frame.moved:
-        return flags(image, training_ranges)
+        return flags(image, training_ranges) + no_data(image, frame)
     view = crop(image.convert("RGB"), frame.cx, frame.cy, frame.side, TRAINING_SIDE)
-    return too_small(image) + flags(view, training_ranges)
+    return too_small(image) + flags(view, training_ranges) + no_data(image, frame)

@@ -277,6 +277,12 @@ MUTANTS = (
            "the intervals CSV gives a flagged image bounds calibrated on cut-outs it is unlike, "
            "where the page shows none",
            ("tests/test_uncertainty.py", "tests/test_pages.py")),
+    Mutant("filled-in-fits-not-flagged", "galaxy_core/quality.py",
+           "        return flags(image, training_ranges) + no_data(image, frame)\n",
+           "        return flags(image, training_ranges)\n",
+           "a FITS file whose galaxy is mostly filled-in NaN gets a confident, calibrated-looking "
+           "verdict about the fill",
+           ("tests/test_fits.py",)),
     Mutant("fits-axes-read-by-astropy-alone", "galaxy_core/fits.py",
            "    _check_axes_cards(data, label)\n", "",
            "a 6 KB FITS declaring a billion axes or a negative length hangs a server thread",

@@ -106,6 +106,33 @@ def test_missing_pixels_inside_the_galaxy_are_filled_from_around_them_and_said()
         " ".join(picture.notes)
 
 
+def test_a_masked_strip_across_the_galaxy_is_flagged_a_masked_star_is_not():
+    """Filled-in pixels are no galaxy: a cube with a strip of NaN across its middle keeps its
+    prediction but is flagged (its verdict hedged, no intervals), as the model judges the fill;
+    a few masked pixels (a star, a bad pixel) are filled and not flagged."""
+    from galaxy_core.framing import shipped_stats
+    from galaxy_core.images import decoded_rgb
+    from galaxy_core.quality import MAX_NO_DATA, flags_as_seen, shipped_ranges
+
+    def flag_codes(bands, frame_it=True):
+        image = decoded_rgb(fits_bytes(bands), "cube.fits")
+        found = flags_as_seen(image, shipped_ranges(), shipped_stats() if frame_it else None)
+        return {f.code: f.message for f in found}
+
+    bands = galaxy_bands()
+    assert "no_data" not in flag_codes(bands)
+    middle = bands.shape[1] // 2
+    star = bands.copy()
+    star[:, middle + 10:middle + 13, middle - 20:middle - 17] = np.nan  # a masked star: 9 px
+    assert "no_data" not in flag_codes(star)
+    strip = bands.copy()
+    strip[:, middle - 5:middle + 5, 18:78] = np.nan  # 600 of 9,216 px, across the core
+    for frame_it in (True, False):
+        message = flag_codes(strip, frame_it)["no_data"]
+        assert message.startswith("7% of the frame had no data (NaN in the FITS file)")
+    assert 9 / 96 ** 2 < MAX_NO_DATA < 600 / 96 ** 2
+
+
 def test_three_band_files_of_one_galaxy_are_combined(tmp_path):
     bands = galaxy_bands()
     paths = []

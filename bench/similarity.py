@@ -285,7 +285,7 @@ def main(argv=None) -> int:
                   f"(index file {size / 1e6:.1f} MB, loaded in {load_s:.2f} s)")
         with open(sources[0], "rb") as handle:
             data = handle.read()
-        seconds = median_seconds(lambda: search(index, embedder.embed_one(data, "q.jpg"), 10), 10)
+        seconds = median_seconds(lambda: search(index, embedder.embed_one(data, "q.jpg")[0], 10), 10)
         report["image_query_ms"] = seconds * 1000
         print(f"(c) one image query end to end (decode, 8 views, search {len(index)}): "
               f"{seconds * 1000:.0f} ms")

@@ -56,6 +56,7 @@ from . import paths
 # framed as in training)
 BAND = (0.5, 99.5)
 LIKE_TRAINING = "framed like the training images"  # a Frame's ``why`` when nothing is unusual
+LARGER = "larger in the frame"  # how a Frame's ``why`` says its galaxy is larger than usual
 ANALYSIS_SIDE = 128  # px: the shorter side of the copy sources are found on
 MAX_ANALYSIS_RATIO = 8  # ... whose longer side is at most this many times that (a thin strip)
 BORDER = 0.04  # share of the side that counts as the border, for the sky
@@ -281,7 +282,7 @@ def _frame_for(source: Source, unchanged: Frame, height: int, stats: FramingStat
                      f"re-centred on the object found, {off:.0%} of the frame off centre, as "
                      f"nothing lay at the middle", source, width, "re-centred")
     if source.r50 > stats.r50_high or off > stats.off_high:  # measured: moving these costs more
-        what = "larger in the frame" if source.r50 > stats.r50_high else \
+        what = LARGER if source.r50 > stats.r50_high else \
             f"further off centre ({off:.0%} of the frame)"
         return replace(unchanged, source=source,
                        why=f"kept its frame, though the object found is {what} than almost "
@@ -310,20 +311,24 @@ def caption_note(frame: Frame | None, seen: str = "8 views") -> str:
     """What a picture's caption adds, in brackets: what framing did, or why it left an unusual
     image alone ("" when framing was off or the image looked like a training cut-out).
     ``seen``: where the picture's numbers come from: "8 views" (a prediction's, the wider ones
-    included), "one view" (a prediction of the region shown) or "maps" (Grad-CAM's, all of the
-    region shown)."""
+    included), "one view" (a prediction of the region shown), "maps" (Grad-CAM's, all of the
+    region shown) or "search" (a similarity search's, of the region shown)."""
     if frame is None:
         return ""
     notes = [] if frame.why in ("", LIKE_TRAINING) else [frame.why]
     if frame.wider > 1:
-        large = f"larger in the frame than {WIDE_PERCENTILE}% of training galaxies"
+        # said once: the reason may already say the galaxy is larger than almost all of them
+        large = "" if LARGER in frame.why else \
+            f"{LARGER} than {WIDE_PERCENTILE}% of training galaxies: "
         tight = "in case it was cut out tighter than they were"
         notes.append({
-            "8 views": f"{large}: of the 8 views, half look {frame.wider:g}x wider, {tight}",
-            "one view": f"{large}: with the 8 views on, half would look {frame.wider:g}x wider, "
+            "8 views": f"{large}of the 8 views, half look {frame.wider:g}x wider, {tight}",
+            "one view": f"{large}with the 8 views on, half would look {frame.wider:g}x wider, "
                         f"{tight}",
-            "maps": f"{large}: these maps are of the region shown, while half of a "
-                    f"prediction's 8 views look {frame.wider:g}x wider, {tight}"}[seen])
+            "maps": f"{large}these maps are of the region shown, while half of a "
+                    f"prediction's 8 views look {frame.wider:g}x wider, {tight}",
+            "search": f"{large}the search compares the region shown, while half of a "
+                      f"prediction's 8 views look {frame.wider:g}x wider, {tight}"}[seen])
     return f" ({'; '.join(notes)})" if notes else ""
 
 

@@ -10,7 +10,10 @@ An index is one ``.npz`` file, read with ``allow_pickle=False`` and written atom
 - ``vectors``: float16 (N, 512), one unit vector per galaxy (1 KB a galaxy);
 - ``galaxy_ids``: unicode (N,), each image's file name without extension;
 - ``meta``: a JSON string: the format, the checkpoint's identity (SHA-256 of the file and a
-  label naming it), its preprocessing and what the features are.
+  label naming it), its preprocessing, what the features are, and ``framed``: whether each
+  image was framed first (``galaxy_core.framing``, as the Classify page and ``train.predict``
+  do; on by default since 2026-12-02, absent and so off in earlier indexes). An index's queries
+  are framed as its galaxies were (``framing_of``), so a galaxy's own image finds itself.
 
 One index holds the embeddings of one checkpoint only: adding galaxies with another is refused,
 and so is searching it with another model's query vectors.
@@ -46,7 +49,8 @@ from . import augment, paths
 from .checkpoint import LoadedModel
 from .data import DecodeJob, list_images
 from .files import replacing
-from .images import normalize, prepare_for_model
+from .framing import FRAMING_BY_DEFAULT, Frame, FramingStats, shipped_stats
+from .images import normalize, prepare_framed
 from .predict import decoded_batches, galaxy_id_of
 
 log = logging.getLogger(__name__)
@@ -137,15 +141,16 @@ class Embedder:
         return unit_rows(pooled.cpu().numpy())
 
     def embed_files(self, sources, names=None, batch_size: int = 32, workers: int = 1,
-                    on_progress=None):
+                    on_progress=None, framing: FramingStats | None = None):
         """Embed images (paths, or bytes with ``names``) -> (kept, vectors (M, 512), errors):
         ``kept`` indexes the inputs that could be read, ``errors`` is (name, message) of the
-        others."""
+        others. ``framing``: frame each image first (None: as it is)."""
         sources = list(sources)
         names = list(names) if names is not None else [str(s) for s in sources]
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        job = DecodeJob(sources, self.preprocess.image_size, self.preprocess.crop_fraction, names)
+        job = DecodeJob(sources, self.preprocess.image_size, self.preprocess.crop_fraction, names,
+                        framing=framing)
         rows, kept, errors, done = [], [], [], 0
         if on_progress is not None and sources:
             on_progress(0, len(sources))
@@ -161,10 +166,13 @@ class Embedder:
         vectors = np.concatenate(rows) if rows else np.zeros((0, DIM), np.float32)
         return kept, vectors, errors
 
-    def embed_one(self, source, name: str | None = None) -> np.ndarray:
-        """One image (path or bytes) -> (512,). Raises ``ImageError`` when it cannot be read."""
-        image = prepare_for_model(source, self.preprocess, name)
-        return self.embed_tensor(image.unsqueeze(0))[0]
+    def embed_one(self, source, name: str | None = None,
+                  framing: FramingStats | None = None) -> tuple[np.ndarray, Frame | None]:
+        """One image (path or bytes) -> ((512,), the frame it was cut with: None without
+        ``framing``). Raises ``ImageError`` when it cannot be read."""
+        image, frame = prepare_framed(source, self.preprocess.image_size,
+                                      self.preprocess.crop_fraction, name, framing)
+        return self.embed_tensor(image.unsqueeze(0))[0], frame
 
 
 # ---- the index -----------------------------------------------------------------------------
@@ -200,9 +208,10 @@ class SimilarityIndex:
         return self.vectors[i]
 
 
-def new_index(identity: dict, preprocess) -> SimilarityIndex:
+def new_index(identity: dict, preprocess, framed: bool = False) -> SimilarityIndex:
     meta = {"format": FORMAT, "checkpoint": dict(identity),
-            "preprocess": dataclasses.asdict(preprocess), "features": FEATURES, "dim": DIM}
+            "preprocess": dataclasses.asdict(preprocess), "features": FEATURES, "dim": DIM,
+            "framed": bool(framed)}
     return SimilarityIndex(np.zeros(0, dtype="<U1"), np.zeros((0, DIM), np.float32), meta)
 
 
@@ -217,6 +226,12 @@ def with_added(index: SimilarityIndex, galaxy_ids, vectors: np.ndarray) -> Simil
     ids = np.concatenate([index.galaxy_ids.astype(str), np.array(galaxy_ids, dtype=str)])
     return SimilarityIndex(ids, np.concatenate([index.vectors, unit_rows(vectors)]),
                            dict(index.meta))
+
+
+def framing_of(index: SimilarityIndex) -> FramingStats | None:
+    """The framing ``index``'s galaxies were embedded with, which its queries must share (None:
+    as they are)."""
+    return shipped_stats() if index.meta.get("framed") else None
 
 
 def check_checkpoint(index: SimilarityIndex, identity: dict, where: str = "the index") -> None:
@@ -295,12 +310,14 @@ def images_to_add(index: SimilarityIndex, image_paths) -> list[str]:
 
 
 def update_index(embedder: Embedder, images_dir, out, batch_size: int = 32, workers: int = 1,
-                 on_progress=None):
+                 on_progress=None, framed: bool = FRAMING_BY_DEFAULT):
     """Embed the images of ``images_dir`` that the index at ``out`` lacks (all of them when
     there is no index yet) and save it there, every ``SAVE_EVERY`` galaxies and at the end.
-    Returns (index, added, errors); an existing index of another checkpoint is refused."""
+    ``framed``: whether a new index frames its images first (an existing one keeps its own
+    choice, so all its galaxies are alike). Returns (index, added, errors); an existing index of
+    another checkpoint is refused."""
     index = load_index(out) if os.path.exists(out) else new_index(embedder.identity,
-                                                                  embedder.preprocess)
+                                                                  embedder.preprocess, framed)
     check_checkpoint(index, embedder.identity, f"the index {out}")
     todo = images_to_add(index, list_images(images_dir))
     added, errors = 0, []
@@ -311,7 +328,8 @@ def update_index(embedder: Embedder, images_dir, out, batch_size: int = 32, work
         progress = None if on_progress is None else \
             (lambda done, _total, s=start: on_progress(s + done, len(todo)))
         kept, vectors, failed = embedder.embed_files(chunk, batch_size=batch_size,
-                                                     workers=workers, on_progress=progress)
+                                                     workers=workers, on_progress=progress,
+                                                     framing=framing_of(index))
         index = with_added(index, [galaxy_id_of(chunk[i]) for i in kept], vectors)
         added, errors = added + len(kept), errors + failed
         save_index(index, out)

@@ -474,14 +474,18 @@ def index_build_lock() -> threading.Lock:
 
 
 @st.cache_data(max_entries=64, show_spinner="Embedding the query…")
-def _query_embedding(model_path: str, mtime: float, data: bytes, name: str) -> np.ndarray:
+def _query_embedding(model_path: str, mtime: float, data: bytes, name: str, framed: bool):
     stat = os.stat(model_path)
-    return _embedder(model_path, stat.st_mtime, stat.st_size).embed_one(data, name)
+    return _embedder(model_path, stat.st_mtime, stat.st_size).embed_one(
+        data, name, shipped_stats() if framed else None)
 
 
-def query_embedding(loaded: LoadedModel, data: bytes, name: str) -> np.ndarray:
-    """An image's embedding (cached by its bytes). Raises ``ImageError``."""
-    return _query_embedding(loaded.path, os.path.getmtime(loaded.path), data, name)
+def query_embedding(loaded: LoadedModel, data: bytes, name: str, index):
+    """An image's embedding for a search of ``index`` (cached by its bytes), framed first as
+    the index's galaxies were, and the ``framing.Frame`` it was cut with (None: as it is).
+    Raises ``ImageError``."""
+    return _query_embedding(loaded.path, os.path.getmtime(loaded.path), data, name,
+                            similarity.framing_of(index) is not None)
 
 
 # ---- Grad-CAM page: one forward pass per image and views, kept; maps and scores on demand ----

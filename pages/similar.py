@@ -11,7 +11,8 @@ import streamlit as st
 
 from galaxy_core.data import DataError, image_path
 from galaxy_core.datasets import SAMPLES_NAME
-from galaxy_core.images import ImageError, display_crop
+from galaxy_core.framing import caption_note
+from galaxy_core.images import ImageError, display_crop, prepare_framed
 from galaxy_core.schema import ANSWER_BY_COLUMN, QUESTION_OF_COLUMN, answer_name
 from galaxy_core.similarity import (SimilarityError, check_checkpoint, dataset_index_path,
                                     search, update_index)
@@ -128,7 +129,7 @@ if handed:
 source = st.radio("Query", sources, key="similar_source", horizontal=True)
 k = st.slider("Neighbours", 1, 24, 8, key="similar_k")
 
-query_id, query_vector, shown = None, None, None
+query_id, query_vector, shown, framing_note = None, None, None, ""
 try:
     if source == FROM_DATASET:
         query_id = st.selectbox("GalaxyID", ids, key="similar_galaxy")
@@ -139,7 +140,7 @@ try:
         query_id = st.selectbox("Sample galaxy", list(samples), key="similar_sample")
         with open(samples[query_id], "rb") as handle:
             data = handle.read()
-        query_vector = query_embedding(loaded, data, sample_title(query_id))
+        query_vector, _ = query_embedding(loaded, data, sample_title(query_id), index)
         shown = thumb(samples[query_id], 320, loaded.preprocess.crop_fraction)
     else:
         if source == FROM_UPLOAD:
@@ -153,10 +154,17 @@ try:
             data, name = uploads[0].getvalue(), uploads[0].name
         else:
             data, name = handed["bytes"], handed["name"]
-        query_vector = query_embedding(loaded, data, name)
-        shown = display_crop(data, loaded.preprocess, name=name)
-        # the search compares the image as it is (the index holds cut-outs as they are)
-        for flag in image_flags(data, name):
+        # framed as the index's galaxies were (as Classify frames it), so what is shown and
+        # judged is the region the search compares
+        query_vector, frame = query_embedding(loaded, data, name, index)
+        if frame is None:
+            shown = display_crop(data, loaded.preprocess, name=name)
+        else:
+            region, _ = prepare_framed(data, 320, loaded.preprocess.crop_fraction, name,
+                                       frame=frame)
+            shown = region.permute(1, 2, 0).numpy()
+            framing_note = caption_note(frame, "search")
+        for flag in image_flags(data, name, frame):
             st.warning(f"Unlike the training images: {flag.message}. The model's features of "
                        f"such an image say little, so its nearest galaxies may be alike only "
                        f"in ways that do not matter.")
@@ -197,7 +205,8 @@ query_col, neighbours_col = st.columns([1, 3])
 with query_col:
     st.markdown("**Query**")
     if shown is not None:
-        st.image(shown, caption=f"{query_id or name}: the region the model sees", width="stretch")
+        st.image(shown, caption=f"{query_id or name}: the region the model sees{framing_note}",
+                 width="stretch")
 with neighbours_col:
     st.markdown(f"**The {len(found)} nearest of {len(index)} galaxies in {dataset.name}**"
                 + (" (the query itself left out)" if query_id in ids else ""))

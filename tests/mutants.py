@@ -283,6 +283,18 @@ MUTANTS = (
            "a FITS file whose galaxy is mostly filled-in NaN gets a confident, calibrated-looking "
            "verdict about the fill",
            ("tests/test_fits.py",)),
+    Mutant("similar-query-not-framed", "train/similar.py",
+           "embedder.embed_files(paths, framing=framing_of(index))",
+           "embedder.embed_files(paths)",
+           "train.similar compares a wide-field query as it is with galaxies indexed framed: "
+           "the galaxy it shows is not found",
+           ("tests/test_similarity.py",)),
+    Mutant("similar-page-query-not-framed", "pages/common.py",
+           "        data, name, shipped_stats() if framed else None)",
+           "        data, name, None)",
+           "the Similar page compares and judges a wide-field upload as it is, while Classify "
+           "zooms in on it: the two pages disagree on whether to trust it",
+           ("tests/test_similar_page.py",)),
     Mutant("fits-axes-read-by-astropy-alone", "galaxy_core/fits.py",
            "    _check_axes_cards(data, label)\n", "",
            "a 6 KB FITS declaring a billion axes or a negative length hangs a server thread",

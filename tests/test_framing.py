@@ -95,7 +95,14 @@ def test_a_galaxy_larger_than_most_training_ones_has_half_its_views_wider():
     assert "2x wider" in framing.caption_note(frame) and "half" in framing.action_of(frame)
     assert "would look 2x wider" in framing.caption_note(frame, "one view")
     assert "maps are of the region shown" in framing.caption_note(frame, "maps")
+    assert "the search compares the region shown" in framing.caption_note(frame, "search")
     assert framing.action_of(frame, eight_views=False) == ""
+    # larger than almost every training galaxy: the caption says it once, not twice
+    huge = choose_frame(kaggle_like(0.6), stats)
+    assert huge.source.r50 > stats.r50_high and huge.wider == 2
+    for seen in ("8 views", "one view", "maps", "search"):
+        note = framing.caption_note(huge, seen)
+        assert note.count("larger in the frame") == 1 and "2x wider" in note, note
     data = png(large)
     image, chosen, wide = prepare_views(data, 64, 0.5, framing=stats)
     assert chosen.wider == 2

@@ -144,6 +144,21 @@ def test_an_image_unlike_the_training_ones_is_searched_and_flagged():
     assert [w.value for w in at.warning if w.value.startswith("Unlike the training images:")]
 
 
+def test_a_wide_field_upload_is_framed_and_judged_as_classify_does():
+    """The samples' index frames its galaxies, so a wide field is zoomed in on before the
+    search, as on Classify: the picture is that region and says so, and it is not flagged for
+    being wide (Classify does not flag it either)."""
+    from tests.test_framing import kaggle_like, png
+    at = app({"image": png(kaggle_like(0.0774 / 2.5, seed=1)), "name": "wide.png"})
+    assert not at.exception and not at.error
+    assert similarity.load_index(os.path.join(similarity.index_dir(),
+                                              index_files()[0])).meta["framed"] is True
+    captions = [p.caption for element in at.get("image") for p in element.proto.imgs]
+    assert any(c.startswith("wide.png: the region the model sees (zoomed in") for c in captions)
+    assert not [w for w in at.warning if w.value.startswith("Unlike the training images")]
+    assert len(neighbours(at)) == 8
+
+
 def test_a_stranger_cannot_build_an_index_for_a_configured_dataset(extra_dataset):
     at = app()
     at.selectbox(key="similar_dataset").set_value("Extra").run()

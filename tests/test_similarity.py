@@ -365,3 +365,38 @@ def test_similar_cli_searches_approximately_when_asked(built, capsys):
     approximate = similar_rows(argv + ["--search", "approximate"], capsys)
     assert approximate[0]["GalaxyID"] == "200004" and len(approximate) == 3
     assert [r["GalaxyID"] for r in approximate] == [r["GalaxyID"] for r in exact]
+
+
+def test_a_wide_field_query_is_framed_as_the_index_galaxies_were(tmp_path, folder,
+                                                                 checkpoint_file, capsys):
+    """An index frames its galaxies first (the default, as train.predict and Classify do) and
+    its image queries the same way: a wide field of an indexed galaxy is zoomed in on and finds
+    it first. An index built without framing, or before indexes recorded it, is queried with
+    the images as they are, so each indexed image still finds itself."""
+    from tests.test_framing import kaggle_like
+    kaggle_like(0.0774, seed=1).save(folder / "300000.png")
+    wide = tmp_path / "wide.png"
+    kaggle_like(0.0774 / 2.5, seed=1).save(wide)  # the same galaxy, 2.5x smaller in its frame
+    framed, plain = tmp_path / "framed.npz", tmp_path / "plain.npz"
+    common = ["--checkpoint", checkpoint_file, "--images", str(folder)]
+    assert embed.main([*common, "--out", str(framed)]) == 0
+    assert embed.main([*common, "--out", str(plain), "--no-frame"]) == 0
+    assert load_index(framed).meta["framed"] is True and load_index(plain).meta["framed"] is False
+    assert similarity.framing_of(load_index(plain)) is None
+
+    def nearest(index):
+        rows = similar_rows(["--index", str(index), "--image", str(wide), "--checkpoint",
+                             checkpoint_file, "--k", "9"], capsys)
+        return {row["GalaxyID"]: float(row["distance"]) for row in rows}
+
+    with_framing, without = nearest(framed), nearest(plain)
+    assert min(with_framing, key=with_framing.get) == "300000"
+    assert with_framing["300000"] < without["300000"]
+    # an image the framing moves finds itself in an index built with the same framing
+    rows = similar_rows(["--index", str(framed), "--image", str(folder / "300000.png"),
+                         "--checkpoint", checkpoint_file, "--k", "1"], capsys)
+    assert rows[0]["GalaxyID"] == "300000" and float(rows[0]["distance"]) < 1e-3
+    # an index from before 2026-12-02 has no "framed": its queries are not framed
+    old = load_index(plain)
+    del old.meta["framed"]
+    assert similarity.framing_of(old) is None

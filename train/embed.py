@@ -22,6 +22,7 @@ import sys
 from galaxy_core import datasets
 from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.device import select_device
+from galaxy_core.framing import FRAMING_BY_DEFAULT
 from galaxy_core.similarity import Embedder, dataset_index_path, update_index
 from train.common import LazyBar, check_output_file, checkpoint_or_default, run_cli, setup_logging
 
@@ -39,6 +40,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--frame", action=argparse.BooleanOptionalAction,
+                        default=FRAMING_BY_DEFAULT,
+                        help="a new index frames each galaxy first, as train.predict does "
+                             f"(default {'on' if FRAMING_BY_DEFAULT else 'off'}); its queries "
+                             "are then framed too. An existing index keeps its own choice")
     args = parser.parse_args(argv)
     setup_logging()
     if args.dataset is not None and (args.images or args.out):
@@ -58,7 +64,10 @@ def main(argv=None) -> int:
         images, out = args.images, args.out
     with LazyBar("embedding") as progress:
         index, added, errors = update_index(embedder, images, out, args.batch_size,
-                                            args.workers, progress)
+                                            args.workers, progress, framed=args.frame)
+    if bool(index.meta.get("framed")) != args.frame:
+        log.warning("%s was built with framing %s, which it keeps (a new --out is needed to "
+                    "change it)", out, "on" if index.meta.get("framed") else "off")
     if errors:
         print(f"skipped {len(errors)} unreadable file(s):", file=sys.stderr)
         for _, message in errors:

@@ -7,7 +7,8 @@ Columns ``query,rank,GalaxyID,distance``, nearest first (rank 1); the distance i
 distance of the embeddings (0: the same galaxy, up to 2). A query may be an image file, a
 folder (each image in it is a query), or a GalaxyID of the index (no model needed; a galaxy of
 the index finds itself first, at distance 0). Image queries are embedded with --checkpoint
-(default: the shipped model), which must be the checkpoint the index was built with.
+(default: the shipped model), which must be the checkpoint the index was built with, and
+framed first when the index's galaxies were (``train.embed --frame``, the default).
 
 --search auto (the default) is exact up to galaxy_core.similarity.EXACT_LIMIT galaxies and
 approximate (faiss) past it; exact and approximate force one. An approximate search builds its
@@ -28,7 +29,8 @@ from galaxy_core.data import DataError, list_images
 from galaxy_core.device import select_device
 from galaxy_core.images import ImageError
 from galaxy_core.similarity import (SEARCH_METHODS, Embedder, SimilarityError,
-                                    check_checkpoint, checkpoint_identity, load_index, search)
+                                    check_checkpoint, checkpoint_identity, framing_of,
+                                    load_index, search)
 from train.common import checkpoint_or_default, run_cli, setup_logging
 
 log = logging.getLogger("similar")
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
         identity = checkpoint_identity(checkpoint)
         check_checkpoint(index, identity, f"the index {args.index}")
         embedder = Embedder(load_checkpoint(checkpoint, select_device(args.device)), identity)
-        kept, queries, errors = embedder.embed_files(paths)
+        # framed as the index's galaxies were, so an indexed galaxy's own image finds itself
+        kept, queries, errors = embedder.embed_files(paths, framing=framing_of(index))
         if not kept:
             raise ImageError(errors[0][1] if len(errors) == 1 else
                              f"none of the {len(paths)} images in {args.image} could be read")

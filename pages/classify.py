@@ -22,6 +22,17 @@ MAX_DETAILED = 10  # galaxies shown with full charts; the rest are in the table 
 # what a flagged image's verdict starts with
 CAVEAT = ("this image is unlike the training images, so these answers are a guess. Read as "
           "a galaxy cut-out, the model would say:")
+# ... and one where no galaxy was found at all (blank, or nothing stands out from the sky)
+NO_GALAXY = ("no galaxy was found in this image, so these answers describe none. Read as a "
+             "galaxy cut-out anyway, the model would say:")
+NO_GALAXY_FLAGS = ("blank", "no_source")  # quality.Flag codes
+
+
+def caveat_of(flags: list) -> str:
+    """How a verdict starts ("" for an image like the training ones)."""
+    if not flags:
+        return ""
+    return NO_GALAXY if any(f.code in NO_GALAXY_FLAGS for f in flags) else CAVEAT
 
 
 def fits_caption(info: dict) -> str:
@@ -140,7 +151,8 @@ unlike = [image_flags(source, labels[k], frame)
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
     table = pd.DataFrame({"GalaxyID": result.frame["GalaxyID"],
-                          "verdict": [("(a guess) " if w else "") + v.answers
+                          "verdict": [("(no galaxy found) " if caveat_of(w) == NO_GALAXY else
+                                       "(a guess) " if w else "") + v.answers
                                       for v, w in zip(verdicts, unlike)],
                           "unlike the training images": ["; ".join(f.message for f in w)
                                                          for w in unlike],
@@ -160,7 +172,7 @@ if len(values) > 1:
     # a cell's text does not wrap, so the text columns are as wide as their longest entry and
     # the IDs pinned: every verdict and flag is read whole, the columns after it scroll beside
     # its galaxy's ID
-    for column in ("verdict", "unlike the training images",
+    for column in ("verdict", "unlike the training images", "framing",
                    *(f"Q{q.number} {q.topic}" for q in walked)):
         config[column] = st.column_config.TextColumn(width=text_width([*table[column], column]))
     config["GalaxyID"] = st.column_config.TextColumn(pinned=True)
@@ -228,7 +240,7 @@ for i, (galaxy_id, verdict, preds) in enumerate(zip(result.frame["GalaxyID"], ve
                 {"dataset": SAMPLES_NAME, "galaxy_id": galaxy_id} if isinstance(source, str)
                 else {"image": source, "name": str(galaxy_id)})
             st.switch_page("pages/similar.py")
-        st.markdown(f"**Verdict:** *{CAVEAT}* {verdict.text}" if unlike[i]
+        st.markdown(f"**Verdict:** *{caveat_of(unlike[i])}* {verdict.text}" if unlike[i]
                     else f"**Verdict:** {verdict.text}")
         for flag in unlike[i]:
             st.warning(f"Unlike the training images: {flag.message}. The model has seen "

@@ -189,6 +189,21 @@ def test_classify_shows_and_judges_the_region_its_prediction_cut():
     assert "layer" not in spec and spec["mark"]["type"] == "bar"  # bars, no interval lines
 
 
+def test_a_blank_upload_is_said_to_hold_no_galaxy():
+    """A flat image is still predicted, but its verdict does not read as a galaxy's: it starts
+    by saying no galaxy was found, and the batch table says so too."""
+    at = app("pages/classify.py")
+    at.file_uploader[0].set_value([
+        ("black.png", png_bytes(Image.new("RGB", (424, 424))), "image/png"),
+        ("sample.jpg", open(os.path.join(paths.SAMPLE_IMAGES, "100204.jpg"), "rb").read(),
+         "image/jpeg")]).run()
+    assert not at.exception, at.exception
+    assert verdicts(at)[0].startswith("**Verdict:** *no galaxy was found in this image")
+    assert not verdicts(at)[1].startswith("**Verdict:** *")  # a cut-out: a plain verdict
+    batch = [d.value for d in at.dataframe if "verdict" in d.value.columns][0]
+    assert batch.set_index("GalaxyID").loc["black", "verdict"].startswith("(no galaxy found) ")
+
+
 def test_classify_keeps_one_row_per_galaxy_id_and_says_which_it_left_out():
     """A Kaggle CSV has one row per GalaxyID: a sample uploaded and also picked is shown once."""
     at = app("pages/classify.py")
@@ -361,7 +376,8 @@ def test_the_batch_table_shows_the_answers_along_each_verdict(monkeypatch):
     # a cell does not wrap, so each text column is as wide as its longest entry needs, and the
     # IDs stay pinned while the columns after them scroll
     columns = json.loads(element.proto.columns)
-    for column in ("verdict", "unlike the training images", "Q1 shape", "Q7 roundness"):
+    for column in ("verdict", "unlike the training images", "framing", "Q1 shape",
+                   "Q7 roundness"):
         assert columns[column]["width"] >= 7 * batch[column].str.len().max(), column
     assert columns["GalaxyID"]["pinned"] is True
 

@@ -78,6 +78,11 @@ class FitsPicture:
     no_data: np.ndarray | None = None
 
 
+# where ``images.open_image`` keeps a picture's ``no_data`` in the image's ``info`` (an upload's
+# own metadata, such as a PNG's text chunks, can use any name: readers believe a bool array only)
+NO_DATA_KEY = "galaxy_core.no_data"
+
+
 def is_fits(source) -> bool:
     """True when ``source`` (a path, bytes or a ``BandSet``) is FITS, judged by its first bytes."""
     if isinstance(source, BandSet):

@@ -166,8 +166,7 @@ def _percentile(values: np.ndarray, q: float) -> float:
     image, only the pixels at least the ``wanted``-th largest row maximum are sorted: ``wanted``
     rows hold a pixel that high, so the value sought is among them."""
     flat = values.ravel()
-    share = q / 100
-    position = flat.size * share + (1 - share) - 1  # numpy's "linear" method
+    position = (flat.size - 1) * (q / 100)  # as numpy's "linear" method computes it
     low = int(np.floor(position))
     fraction = position - low
     wanted = flat.size - low  # the value at ``low`` and every one above it

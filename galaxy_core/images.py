@@ -36,7 +36,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import Preprocess
-from .fits import FITS_EXTENSIONS, BandSet, FitsError, is_fits, read_fits
+from .fits import FITS_EXTENSIONS, NO_DATA_KEY, BandSet, FitsError, is_fits, read_fits
 from .framing import choose_frame, crop
 
 MAX_PIXELS = 40_000_000  # larger images are refused as possible decompression bombs
@@ -61,7 +61,7 @@ def open_image(source, name: str | None = None) -> Image.Image:
     """Open ``source`` (a path, bytes, or binary file object) as a decoded-on-demand RGB image.
     FITS files (and ``fits.BandSet`` triplets) become the colour picture ``galaxy_core.fits``
     makes of them, with the centre's RA/Dec in ``image.info["radec"]`` where known, and its
-    pixels without data in ``image.info["no_data"]`` (``FitsPicture.no_data``)."""
+    pixels without data in ``image.info[fits.NO_DATA_KEY]`` (``FitsPicture.no_data``)."""
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "upload")
     if is_fits(source):
         try:
@@ -69,8 +69,8 @@ def open_image(source, name: str | None = None) -> Image.Image:
         except FitsError as exc:
             raise ImageError(str(exc)) from exc
         image = Image.fromarray(picture.rgb)
-        image.info.update(radec=picture.centre, notes=list(picture.notes),
-                          no_data=picture.no_data)
+        image.info.update(radec=picture.centre, notes=list(picture.notes))
+        image.info[NO_DATA_KEY] = picture.no_data
         return image
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)

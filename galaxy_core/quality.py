@@ -7,7 +7,8 @@ it, so the answer deserves less trust. The checks, cheapest first:
 - ``grey``: no colour at all (one band, or a greyscale picture): every training image is a
   colour composite of three bands, g, r and i;
 - ``no source near the centre``: automatic framing finds nothing to frame;
-- ``no data``: more than ``MAX_NO_DATA`` of the frame the model's view is cut from had no data
+- ``no data``: more than ``MAX_NO_DATA`` of the region the model sees (the centre
+  ``crop_fraction`` of its frame, or twice that where half the views are wider) had no data
   (NaN in a FITS file: a masked region, a bad column, a mosaic's edge) and was filled in, so
   the model would judge the fill, not the galaxy (a masked star covers far less);
 - ``unlike the training images``: a few measures of brightness and colour compared with the
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from . import paths
+from .fits import NO_DATA_KEY
 from .framing import (Frame, FramingStats, analysis_size, choose_frame, crop, find_source,
                       sky_of)
 
@@ -50,8 +52,8 @@ FEATURES = {  # name: what it says when below the training range, and when above
 # the mean distance of a pixel's channels from their mean, on a 64 px copy: 0 for a grey image;
 # at least 0.33 (median 1.77) on the 4,000 sample cut-outs, whose sky noise differs per band
 GREY_CHROMA = 0.1
-# share of the frame: a masked star (a few dozen pixels) or a bad column of a 256 px image
-# (0.4%) stays under it; a masked strip across the galaxy does not
+# share of the region the model sees: a masked star (a few dozen pixels) or a bad column of
+# a 256 px image's 128 px view (0.8%) stays under it; a masked strip across the galaxy does not
 MAX_NO_DATA = 0.01
 COVERAGE = (0.25, 99.75)  # percentiles of the training images: two measures outside flag
 EXTREMES = (0.0, 100.0)  # ... one measure outside these flags
@@ -98,25 +100,30 @@ def too_small(image: Image.Image) -> list[Flag]:
                               f"are {TRAINING_SIDE} px; under {MIN_SIDE} px is flagged)")]
 
 
-def no_data(image: Image.Image, frame: Frame | None = None) -> list[Flag]:
-    """The "no data" flag, if too much of ``frame`` (None: the image's centre square) had no
-    data (``image.info["no_data"]``, set on a FITS file's picture)."""
-    missing = image.info.get("no_data")
-    if missing is None:
+def no_data(image: Image.Image, frame: Frame | None = None,
+            crop_fraction: float = 1.0) -> list[Flag]:
+    """The "no data" flag, if too much of the region the model sees had no data (the mask a
+    FITS picture keeps in ``image.info[NO_DATA_KEY]``): the centre ``crop_fraction`` of
+    ``frame`` (None: of the image's centre square), ``frame.wider`` times that when half the
+    views are wider."""
+    missing = image.info.get(NO_DATA_KEY)  # an upload's own metadata may use the name too
+    if not (isinstance(missing, np.ndarray) and missing.dtype == bool and missing.ndim == 2):
         return []
     if frame is None:
         side = min(image.size)
         frame = Frame(image.width / 2, image.height / 2, side, False, "", None, image.width)
     frame = frame.on(missing.shape[1])  # the mask's pixels
-    left, top = max(0, round(frame.cx - frame.side / 2)), max(0, round(frame.cy - frame.side / 2))
-    right = min(missing.shape[1], round(frame.cx + frame.side / 2))
-    bottom = min(missing.shape[0], round(frame.cy + frame.side / 2))
+    half = min(1.0, crop_fraction * frame.wider) * frame.side / 2
+    left, top = max(0, round(frame.cx - half)), max(0, round(frame.cy - half))
+    right = min(missing.shape[1], round(frame.cx + half))
+    bottom = min(missing.shape[0], round(frame.cy + half))
     region = missing[top:bottom, left:right]
     share = float(region.mean()) if region.size else 0.0
     if share <= MAX_NO_DATA:
         return []
-    return [Flag("no_data", f"{share:.0%} of the frame had no data (NaN in the FITS file) and "
-                            f"was filled in, so the model judges the fill there, not the galaxy")]
+    return [Flag("no_data", f"{share:.0%} of the region the model sees had no data (NaN in the "
+                            f"FITS file) and was filled in, so it judges the fill there, not "
+                            f"the galaxy")]
 
 
 def flags(image: Image.Image, training_ranges: dict[str, list[float]]) -> list[Flag]:
@@ -156,18 +163,20 @@ def shipped_ranges() -> dict[str, list[float]]:
 
 
 def flags_as_seen(image: Image.Image, training_ranges: dict[str, list[float]],
-                  framing: FramingStats | None = None, frame: Frame | None = None) -> list[Flag]:
+                  framing: FramingStats | None = None, frame: Frame | None = None,
+                  crop_fraction: float = 1.0) -> list[Flag]:
     """``flags`` of what the model is shown: where automatic framing (``framing``) re-frames
     the image, the new frame is judged, so a wide field that framing made look like a training
     cut-out is not hedged for being wide (its intervals hold again: docs/command-line.md); an
     image too small to trust is flagged whatever framing does. ``frame``: the one the
     prediction cut the model's input with (``PredictionResult.frames``), judged instead of a
-    new choice, which a JPEG decoded at another scale could make differently."""
+    new choice, which a JPEG decoded at another scale could make differently.
+    ``crop_fraction``: the model's (``Preprocess.crop_fraction``), for ``no_data``."""
     if frame is not None:
         frame = frame.on(image.width)
     elif framing is not None:
         frame = choose_frame(image, framing)
     if frame is None or not frame.moved:
-        return flags(image, training_ranges) + no_data(image, frame)
+        return flags(image, training_ranges) + no_data(image, frame, crop_fraction)
     view = crop(image.convert("RGB"), frame.cx, frame.cy, frame.side, TRAINING_SIDE)
-    return too_small(image) + flags(view, training_ranges) + no_data(image, frame)
+    return too_small(image) + flags(view, training_ranges) + no_data(image, frame, crop_fraction)

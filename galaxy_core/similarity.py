@@ -234,6 +234,12 @@ def framing_of(index: SimilarityIndex) -> FramingStats | None:
     return shipped_stats() if index.meta.get("framed") else None
 
 
+def frames_unlike_default(index: SimilarityIndex) -> bool:
+    """True for an index built before indexes framed their galaxies (or with ``--no-frame``)
+    while framing is on by default: its searches do not frame an upload as Classify does."""
+    return FRAMING_BY_DEFAULT and not index.meta.get("framed")
+
+
 def check_checkpoint(index: SimilarityIndex, identity: dict, where: str = "the index") -> None:
     """Refuse to mix embeddings of two checkpoints (their feature spaces are unrelated)."""
     if index.checkpoint.get("sha256") != identity.get("sha256"):
@@ -310,14 +316,15 @@ def images_to_add(index: SimilarityIndex, image_paths) -> list[str]:
 
 
 def update_index(embedder: Embedder, images_dir, out, batch_size: int = 32, workers: int = 1,
-                 on_progress=None, framed: bool = FRAMING_BY_DEFAULT):
+                 on_progress=None, framed: bool = FRAMING_BY_DEFAULT, rebuild: bool = False):
     """Embed the images of ``images_dir`` that the index at ``out`` lacks (all of them when
-    there is no index yet) and save it there, every ``SAVE_EVERY`` galaxies and at the end.
-    ``framed``: whether a new index frames its images first (an existing one keeps its own
-    choice, so all its galaxies are alike). Returns (index, added, errors); an existing index of
-    another checkpoint is refused."""
-    index = load_index(out) if os.path.exists(out) else new_index(embedder.identity,
-                                                                  embedder.preprocess, framed)
+    there is no index yet, or with ``rebuild``) and save it there, every ``SAVE_EVERY`` galaxies
+    and at the end (each save replaces the file whole, so a rebuild leaves the old index in use
+    until its first save). ``framed``: whether a new index frames its images first (an existing
+    one keeps its own choice, so all its galaxies are alike). Returns (index, added, errors); an
+    existing index of another checkpoint is refused."""
+    index = load_index(out) if os.path.exists(out) and not rebuild else \
+        new_index(embedder.identity, embedder.preprocess, framed)
     check_checkpoint(index, embedder.identity, f"the index {out}")
     todo = images_to_add(index, list_images(images_dir))
     added, errors = 0, []

@@ -145,7 +145,7 @@ if result.frame.empty:
 values = result.frame[list(ANSWER_COLUMNS)].to_numpy()
 good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
-unlike = [image_flags(source, labels[k], frame)
+unlike = [image_flags(source, labels[k], loaded.preprocess.crop_fraction, frame)
           for source, k, frame in zip(good_sources, result.kept, result.frames, strict=True)]
 
 if len(values) > 1:

@@ -142,22 +142,24 @@ def source_key(source) -> str:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _image_flags(image_key: str, name: str, frame_key, _frame, _source) -> list:
+def _image_flags(image_key: str, name: str, frame_key, crop_fraction: float, _frame,
+                 _source) -> list:
     try:
-        return flags_as_seen(decoded_rgb(_source, name), shipped_ranges(), frame=_frame)
+        return flags_as_seen(decoded_rgb(_source, name), shipped_ranges(), frame=_frame,
+                             crop_fraction=crop_fraction)
     except ImageError:
         return []
 
 
-def image_flags(source, name: str, frame=None) -> list:
+def image_flags(source, name: str, crop_fraction: float, frame=None) -> list:
     """Why what the model sees of this image is unlike the training cut-outs ([] when it is
     not, or unreadable: the prediction says so). ``frame``: the ``framing.Frame`` the model's
     input was cut with (a prediction's or a map's; None: framing off, the image as it is), so
-    the region judged is the one the model saw. Cached: a page's every rerun asks again (0.4 s
-    for a large photo)."""
+    the region judged is the one the model saw, of which the model takes the centre
+    ``crop_fraction``. Cached: a page's every rerun asks again (0.4 s for a large photo)."""
     frame_key = None if frame is None else (frame.cx, frame.cy, frame.side, frame.moved,
-                                            frame.image_width)
-    return _image_flags(source_key(source), name, frame_key, frame, source)
+                                            frame.image_width, frame.wider)
+    return _image_flags(source_key(source), name, frame_key, crop_fraction, frame, source)
 
 
 # ---- who the visitor is ------------------------------------------------------------------

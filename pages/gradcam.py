@@ -84,7 +84,7 @@ except ImageError as exc:
     st.error(f"{exc}. Try another file.")
     st.stop()
 if upload is not None:  # the shipped samples are training cut-outs
-    for flag in image_flags(source, title, explained.frame):
+    for flag in image_flags(source, title, loaded.preprocess.crop_fraction, explained.frame):
         st.warning(f"Unlike the training images: {flag.message}. The model has seen nothing "
                    f"like this, so its answers, and the maps that explain them, say little.")
 preds = explained.preds

@@ -15,7 +15,7 @@ from galaxy_core.framing import caption_note
 from galaxy_core.images import ImageError, display_crop, prepare_framed
 from galaxy_core.schema import ANSWER_BY_COLUMN, QUESTION_OF_COLUMN, answer_name
 from galaxy_core.similarity import (SimilarityError, check_checkpoint, dataset_index_path,
-                                    search, update_index)
+                                    frames_unlike_default, framing_of, search, update_index)
 from pages.common import (UPLOAD_LIMIT_MB, UPLOAD_LIMIT_TEXT, active_model, admin_gate,
                           checked_uploads, configured_datasets, dataset_picker, embedder_for,
                           image_flags, index_build_lock, is_admin, query_embedding,
@@ -53,13 +53,14 @@ def pick(galaxy_id: str) -> None:
     st.session_state["similar_galaxy"] = galaxy_id
 
 
-def build(dataset, path: str, embedder) -> None:
-    """Embed the dataset's galaxies the index lacks, with a progress bar (one build at a time)."""
+def build(dataset, path: str, embedder, rebuild: bool = False) -> None:
+    """Embed the dataset's galaxies the index lacks (all, with ``rebuild``), with a progress bar
+    (one build at a time)."""
     with st.spinner("Waiting for another index build to finish…"), index_build_lock():
         bar = st.progress(0.0, text=f"Indexing {dataset.name}…")
         try:
             _, added, errors = update_index(
-                embedder, dataset.images, path,
+                embedder, dataset.images, path, rebuild=rebuild,
                 on_progress=lambda done, total: bar.progress(
                     done / max(1, total), text=f"Embedded {done} of {total} galaxies"))
         except (DataError, SimilarityError) as exc:
@@ -96,6 +97,9 @@ except SimilarityError as exc:
     index = None
     if not is_admin():
         st.stop()
+if index is not None and dataset.name == SAMPLES_NAME and frames_unlike_default(index):
+    build(dataset, index_path, embedder, rebuild=True)  # from before indexes framed galaxies
+    st.rerun()
 if index is None:
     if dataset.name == SAMPLES_NAME:  # 40 galaxies: a few seconds, for anyone
         build(dataset, index_path, embedder)
@@ -113,6 +117,13 @@ if is_admin() and dataset.name != SAMPLES_NAME:
         if st.button("Update the index"):
             build(dataset, index_path, embedder)
             st.rerun()
+        if frames_unlike_default(index):
+            st.caption("This index holds its galaxies as they are, and so compares uploads as "
+                       "they are, while Classify frames them first (a wide field is zoomed in "
+                       "on). Building it again frames both; the old index serves until then.")
+            if st.button("Build it again, framed"):
+                build(dataset, index_path, embedder, rebuild=True)
+                st.rerun()
 if len(index) == 0:
     st.info(f"The index of {dataset.name!r} holds no galaxies: its folder had no readable images.")
     st.stop()
@@ -134,14 +145,25 @@ try:
     if source == FROM_DATASET:
         query_id = st.selectbox("GalaxyID", ids, key="similar_galaxy")
         query_vector = index.vector_of(query_id)
-        shown = thumb(image_path(dataset.images, query_id), 320, loaded.preprocess.crop_fraction)
+        path = image_path(dataset.images, query_id)
+        if framing_of(index) is None:
+            shown = thumb(path, 320, loaded.preprocess.crop_fraction)
+        else:  # the region its vector was made of, framed again as when it was indexed
+            region, frame = prepare_framed(path, 320, loaded.preprocess.crop_fraction,
+                                           framing=framing_of(index))
+            shown, framing_note = region.permute(1, 2, 0).numpy(), caption_note(frame, "search")
     elif source == FROM_SAMPLE:
         samples = sample_choices()
         query_id = st.selectbox("Sample galaxy", list(samples), key="similar_sample")
         with open(samples[query_id], "rb") as handle:
             data = handle.read()
-        query_vector, _ = query_embedding(loaded, data, sample_title(query_id), index)
-        shown = thumb(samples[query_id], 320, loaded.preprocess.crop_fraction)
+        query_vector, frame = query_embedding(loaded, data, sample_title(query_id), index)
+        if frame is None:
+            shown = thumb(samples[query_id], 320, loaded.preprocess.crop_fraction)
+        else:
+            region, _ = prepare_framed(data, 320, loaded.preprocess.crop_fraction,
+                                       sample_title(query_id), frame=frame)
+            shown, framing_note = region.permute(1, 2, 0).numpy(), caption_note(frame, "search")
     else:
         if source == FROM_UPLOAD:
             uploads = checked_uploads([f for f in [st.file_uploader(
@@ -164,7 +186,7 @@ try:
                                        frame=frame)
             shown = region.permute(1, 2, 0).numpy()
             framing_note = caption_note(frame, "search")
-        for flag in image_flags(data, name, frame):
+        for flag in image_flags(data, name, loaded.preprocess.crop_fraction, frame):
             st.warning(f"Unlike the training images: {flag.message}. The model's features of "
                        f"such an image say little, so its nearest galaxies may be alike only "
                        f"in ways that do not matter.")

@@ -109,14 +109,16 @@ def test_missing_pixels_inside_the_galaxy_are_filled_from_around_them_and_said()
 def test_a_masked_strip_across_the_galaxy_is_flagged_a_masked_star_is_not():
     """Filled-in pixels are no galaxy: a cube with a strip of NaN across its middle keeps its
     prediction but is flagged (its verdict hedged, no intervals), as the model judges the fill;
-    a few masked pixels (a star, a bad pixel) are filled and not flagged."""
+    a few masked pixels (a star, a bad pixel) are filled and not flagged, nor is a masked band
+    outside the centre the model sees (it crops the centre half of the frame)."""
     from galaxy_core.framing import shipped_stats
     from galaxy_core.images import decoded_rgb
     from galaxy_core.quality import MAX_NO_DATA, flags_as_seen, shipped_ranges
 
-    def flag_codes(bands, frame_it=True):
+    def flag_codes(bands, frame_it=True, crop_fraction=0.5):
         image = decoded_rgb(fits_bytes(bands), "cube.fits")
-        found = flags_as_seen(image, shipped_ranges(), shipped_stats() if frame_it else None)
+        found = flags_as_seen(image, shipped_ranges(), shipped_stats() if frame_it else None,
+                              crop_fraction=crop_fraction)
         return {f.code: f.message for f in found}
 
     bands = galaxy_bands()
@@ -126,11 +128,35 @@ def test_a_masked_strip_across_the_galaxy_is_flagged_a_masked_star_is_not():
     star[:, middle + 10:middle + 13, middle - 20:middle - 17] = np.nan  # a masked star: 9 px
     assert "no_data" not in flag_codes(star)
     strip = bands.copy()
-    strip[:, middle - 5:middle + 5, 18:78] = np.nan  # 600 of 9,216 px, across the core
+    strip[:, middle - 5:middle + 5, 18:78] = np.nan  # across the core: 480 of the 48^2 seen
     for frame_it in (True, False):
         message = flag_codes(strip, frame_it)["no_data"]
-        assert message.startswith("7% of the frame had no data (NaN in the FITS file)")
-    assert 9 / 96 ** 2 < MAX_NO_DATA < 600 / 96 ** 2
+        assert message.startswith("21% of the region the model sees had no data (NaN in the FITS")
+    assert 9 / 48 ** 2 < MAX_NO_DATA < 480 / 48 ** 2
+    edge = bands.copy()
+    edge[:, 2:20, 10:86] = np.nan  # 15% of the image, all outside the centre half
+    assert "no_data" not in flag_codes(edge, frame_it=False)
+    assert "no_data" in flag_codes(edge, frame_it=False, crop_fraction=1.0)
+
+
+def test_an_upload_naming_its_own_metadata_like_the_mask_is_not_believed(tmp_path):
+    """A PNG's text chunks land in the decoded image's info: one named as the FITS mask's key
+    must neither crash the checks nor flag the image."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from galaxy_core.fits import NO_DATA_KEY
+    from galaxy_core.images import decoded_rgb
+    from galaxy_core.quality import flags_as_seen, shipped_ranges
+    from tests.test_framing import kaggle_like
+    metadata = PngInfo()
+    metadata.add_text(NO_DATA_KEY, "1")
+    metadata.add_text("no_data", "1")
+    path = tmp_path / "chunky.png"
+    kaggle_like(0.0774).save(path, pnginfo=metadata)
+    image = decoded_rgb(str(path))
+    assert image.info[NO_DATA_KEY] == "1"  # Pillow keeps it: the check must not trust it
+    assert flags_as_seen(image, shipped_ranges(), crop_fraction=0.5) == []
 
 
 def test_three_band_files_of_one_galaxy_are_combined(tmp_path):

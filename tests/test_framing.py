@@ -258,10 +258,11 @@ def test_the_fast_median_and_percentile_equal_numpys():
             assert np.array_equal(framing._median(values), np.median(values, axis=0))
     for shape in ((1, 1), (128, 128), (128, 171), (171, 128), (128, 5), (5, 128), (2500,)):
         for draw in range(20):
-            values = rng.random(shape).astype(np.float32) * 255
+            kind = (np.float32, np.float64)[draw % 2]
+            values = (rng.random(shape) * 255).astype(kind)
             if draw % 3 == 0:  # many equal values, as in a saturated core
-                values = np.round(values / 50).astype(np.float32) * 50
-            for q in (0.0, 50.0, 99.0, 99.9, 100.0, float(rng.random() * 100)):
+                values = (np.round(values / 50) * 50).astype(kind)
+            for q in (0.0, 1e-9, 50.0, 99.0, 99.9, 100.0, float(rng.random() * 100)):
                 assert framing._percentile(values, q) == float(np.percentile(values, q))
 
 
@@ -445,5 +446,5 @@ def test_the_flags_judge_a_deep_image_as_the_model_decodes_it():
     from pages.common import image_flags
     deep = np.asarray(kaggle_like().convert("L"), np.uint16) * 40  # 16-bit counts, up to ~10,000
     data = png(Image.fromarray(deep))
-    assert [f.code for f in image_flags(data, "deep.png")] == ["grey"]
-    assert image_flags(data[:200], "cut.png") == []  # unreadable: the prediction says so
+    assert [f.code for f in image_flags(data, "deep.png", 0.5)] == ["grey"]
+    assert image_flags(data[:200], "cut.png", 0.5) == []  # unreadable: the prediction says so

@@ -159,6 +159,24 @@ def test_a_wide_field_upload_is_framed_and_judged_as_classify_does():
     assert len(neighbours(at)) == 8
 
 
+def test_a_samples_index_from_before_framing_is_built_again_framed(checkpoint_file):
+    """A server upgraded with its samples' index already built (no framing recorded) would go
+    on comparing uploads unframed: the page builds it again, framed, on the next visit."""
+    from galaxy_core.checkpoint import load_checkpoint
+    from galaxy_core.datasets import SAMPLES_NAME
+    embedder = similarity.Embedder(load_checkpoint(checkpoint_file))
+    path = similarity.dataset_index_path(SAMPLES_NAME, embedder.identity)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    old, _, _ = similarity.update_index(embedder, paths.SAMPLE_IMAGES, path, framed=False)
+    del old.meta["framed"]  # as an index from before 2026-12-02
+    similarity.save_index(old, path)
+    at = app()
+    assert not at.exception and not at.error
+    rebuilt = similarity.load_index(path)
+    assert rebuilt.meta["framed"] is True and len(rebuilt) == len(old)
+    assert len(neighbours(at)) == 8
+
+
 def test_a_stranger_cannot_build_an_index_for_a_configured_dataset(extra_dataset):
     at = app()
     at.selectbox(key="similar_dataset").set_value("Extra").run()

@@ -399,4 +399,11 @@ def test_a_wide_field_query_is_framed_as_the_index_galaxies_were(tmp_path, folde
     # an index from before 2026-12-02 has no "framed": its queries are not framed
     old = load_index(plain)
     del old.meta["framed"]
-    assert similarity.framing_of(old) is None
+    assert similarity.framing_of(old) is None and similarity.frames_unlike_default(old)
+    # extending an index keeps its choice; --rebuild embeds every galaxy again with the new one
+    assert embed.main([*common, "--out", str(plain)]) == 0
+    assert load_index(plain).meta["framed"] is False
+    assert embed.main([*common, "--out", str(plain), "--rebuild"]) == 0
+    rebuilt = load_index(plain)
+    assert rebuilt.meta["framed"] is True and len(rebuilt) == len(old)
+    assert not similarity.frames_unlike_default(rebuilt)

@@ -44,7 +44,11 @@ def main(argv=None) -> int:
                         default=FRAMING_BY_DEFAULT,
                         help="a new index frames each galaxy first, as train.predict does "
                              f"(default {'on' if FRAMING_BY_DEFAULT else 'off'}); its queries "
-                             "are then framed too. An existing index keeps its own choice")
+                             "are then framed too. An existing index keeps its own choice "
+                             "unless --rebuild")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="embed every galaxy again, with this --frame choice (the old "
+                             "index serves until the new one's first save)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.dataset is not None and (args.images or args.out):
@@ -64,10 +68,11 @@ def main(argv=None) -> int:
         images, out = args.images, args.out
     with LazyBar("embedding") as progress:
         index, added, errors = update_index(embedder, images, out, args.batch_size,
-                                            args.workers, progress, framed=args.frame)
+                                            args.workers, progress, framed=args.frame,
+                                            rebuild=args.rebuild)
     if bool(index.meta.get("framed")) != args.frame:
-        log.warning("%s was built with framing %s, which it keeps (a new --out is needed to "
-                    "change it)", out, "on" if index.meta.get("framed") else "off")
+        log.warning("%s was built with framing %s, which it keeps (--rebuild changes it)", out,
+                    "on" if index.meta.get("framed") else "off")
     if errors:
         print(f"skipped {len(errors)} unreadable file(s):", file=sys.stderr)
         for _, message in errors:

@@ -64,13 +64,15 @@ def collect_images(items) -> tuple[list, list[str]]:
     return sources, names
 
 
-def flags_of(sources, names, frames) -> list[str]:
-    """Why each image's view (cut with ``frames``, the prediction's; None: framing off) is
-    unlike the training cut-outs, its flags' messages joined ("": like them, or unreadable)."""
+def flags_of(sources, names, frames, crop_fraction: float) -> list[str]:
+    """Why each image's view (cut with ``frames``, the prediction's; None: framing off; the
+    model sees its centre ``crop_fraction``) is unlike the training cut-outs, its flags'
+    messages joined ("": like them, or unreadable)."""
     ranges, found = shipped_ranges(), []
     for source, name, frame in zip(sources, names, frames, strict=True):
         try:
-            flags = flags_as_seen(decoded_rgb(source, name), ranges, frame=frame)
+            flags = flags_as_seen(decoded_rgb(source, name), ranges, frame=frame,
+                                  crop_fraction=crop_fraction)
         except ImageError:
             flags = []
         found.append("; ".join(f.message for f in flags))
@@ -138,7 +140,8 @@ def main(argv=None) -> int:
                              f"(GalaxyID,Class1.1_low,Class1.1_high,...,{FLAGS_COLUMN}; 80%% "
                              "of volunteer fractions fall inside on held-out galaxies) to this "
                              "CSV; an image unlike the training cut-outs gets none, and the "
-                             "last column says why")
+                             "last column says why (the checks decode each image again: about "
+                             "6 ms a cut-out)")
     parser.add_argument("--blank-untrained", action="store_true",
                         help="leave answers the model has no training targets for empty")
     args = parser.parse_args(argv)
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
     log.info("wrote %d predictions to %s", len(result.frame), args.out)
     if args.flags or args.intervals:
         flags = flags_of([sources[i] for i in result.kept], [names[i] for i in result.kept],
-                         result.frames)
+                         result.frames, loaded.preprocess.crop_fraction)
     if args.flags:
         write_flags(args.flags, result.frame["GalaxyID"], flags)
     if args.intervals:  # none for a flagged image: the last column says why

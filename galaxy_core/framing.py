@@ -34,7 +34,8 @@ field, a tight crop, the galaxy off centre) is re-framed before the model sees i
    (docs/command-line.md, "Half the views wider").
 
 Parts of the new frame outside the image are filled with sky-like noise (the border's median
-and spread per channel, from a fixed seed, so the result is deterministic).
+and spread per channel, the same in every channel for a grey picture, from a fixed seed, so the
+result is deterministic).
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ def caption_note(frame: Frame | None, seen: str = "8 views") -> str:
 def crop(image: Image.Image, cx: float, cy: float, side: float, size: int,
          seed: int = 0) -> Image.Image:
     """The square of ``side`` px around (cx, cy) resized to ``size``; outside the image it is
-    sky-like noise (the border's per-channel median and spread)."""
+    sky-like noise (the border's per-channel median and spread; grey for a grey picture)."""
     left, top = cx - side / 2, cy - side / 2
     box = (left, top, left + side, top + side)
     if left >= 0 and top >= 0 and box[2] <= image.width and box[3] <= image.height:
@@ -346,7 +347,11 @@ def crop(image: Image.Image, cx: float, cy: float, side: float, size: int,
     array = np.asarray(shrunk.convert("RGB"), dtype=np.float32)
     median, spread = sky_of(array)
     rng = np.random.default_rng(seed)
-    canvas = rng.normal(median, np.maximum(spread, 0.5), (size, size, 3))
+    if (array == array[..., :1]).all():  # a grey picture gets grey sky, not colour noise
+        canvas = np.repeat(rng.normal(median[0], max(float(spread[0]), 0.5), (size, size, 1)),
+                           3, axis=2)
+    else:
+        canvas = rng.normal(median, np.maximum(spread, 0.5), (size, size, 3))
     x0, y0 = round(-left * scale), round(-top * scale)
     xs, ys = max(0, x0), max(0, y0)
     xe, ye = min(size, x0 + array.shape[1]), min(size, y0 + array.shape[0])

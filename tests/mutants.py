@@ -304,6 +304,13 @@ MUTANTS = (
            "a server upgraded with its samples' index built goes on comparing uploads unframed, "
            "unlike Classify",
            ("tests/test_similar_page.py",)),
+    Mutant("grey-picture-filled-with-colour-noise", "galaxy_core/framing.py",
+           "    if (array == array[..., :1]).all():  # a grey picture gets grey sky, not colour "
+           "noise\n",
+           "    if False:\n",
+           "a greyscale photograph that framing re-centres gains colour noise and passes the "
+           "'no colour' flag",
+           ("tests/test_framing.py",)),
     Mutant("similar-query-not-framed", "train/similar.py",
            "embedder.embed_files(paths, framing=framing_of(index))",
            "embedder.embed_files(paths)",

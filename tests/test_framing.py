@@ -448,3 +448,19 @@ def test_the_flags_judge_a_deep_image_as_the_model_decodes_it():
     data = png(Image.fromarray(deep))
     assert [f.code for f in image_flags(data, "deep.png", 0.5)] == ["grey"]
     assert image_flags(data[:200], "cut.png", 0.5) == []  # unreadable: the prediction says so
+
+
+def test_a_grey_picture_re_framed_stays_grey_and_flagged():
+    """Sky filled in where a new frame leaves a grey picture was colour noise, so a greyscale
+    photograph that framing re-centred passed the "no colour" check (and the model saw colour
+    that was not there): the fill of a grey picture is grey."""
+    from galaxy_core.quality import flags_as_seen, shipped_ranges
+    grey = kaggle_like(0.04, centre=(0.85, 0.85)).convert("L").convert("RGB")
+    frame = choose_frame(grey, shipped_stats())
+    assert frame.moved and frame.cx + frame.side / 2 > grey.width  # the fill is used
+    view = np.asarray(crop(grey, frame.cx, frame.cy, frame.side, 128))
+    assert (view == view[..., :1]).all()
+    assert "grey" in [f.code for f in flags_as_seen(grey, shipped_ranges(), shipped_stats())]
+    colour = np.asarray(crop(kaggle_like(0.04, centre=(0.85, 0.85)), frame.cx, frame.cy,
+                             frame.side, 128))
+    assert not (colour == colour[..., :1]).all()  # a colour picture's sky stays per channel

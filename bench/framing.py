@@ -28,7 +28,7 @@ from galaxy_core.checkpoint import load_checkpoint
 from galaxy_core.data import image_path, read_labels, split_train_val
 from galaxy_core.files import write_json
 from galaxy_core.framing import choose_frame, crop, shipped_stats
-from galaxy_core.images import open_image
+from galaxy_core.images import centre_resize, open_image
 from galaxy_core.metrics import score
 from galaxy_core.predict import predict_files, predict_image
 from galaxy_core.schema import ANSWER_COLUMNS
@@ -109,13 +109,10 @@ def framing_cost(loaded, stats, sources: list[bytes], repeats: int = 7) -> dict[
 
     frames = [choose_frame(image, stats) for image in decoded]
 
-    def replaced_all():  # the resize each moved frame's cut replaces (images._prepare's)
+    def replaced_all():  # the resize each moved frame's cut replaces
         for image, chosen in zip(decoded, frames):
             if chosen.moved:
-                side = min(image.size) * crop_fraction
-                left, top = (image.width - side) / 2, (image.height - side) / 2
-                image.resize((size, size), Image.Resampling.BILINEAR,
-                             box=(left, top, left + side, top + side))
+                centre_resize(image, size, crop_fraction)
 
     framing = _best_ms(frame_all, len(decoded), repeats)
     net = framing - _best_ms(replaced_all, len(decoded), repeats)

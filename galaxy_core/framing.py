@@ -255,11 +255,16 @@ def find_source(image: Image.Image) -> Source | None:
                   covers_centre=best == at_centre)
 
 
+def unchanged_frame(width: int, height: int) -> Frame:
+    """The frame that leaves a ``width`` x ``height`` image as it is: its centre square."""
+    return Frame(width / 2, height / 2, min(width, height), False, "", None, width)
+
+
 def choose_frame(image: Image.Image, stats: FramingStats) -> Frame:
     """Where the model should look in ``image`` (docstring, steps 3-4)."""
     width, height = image.size
     shorter = min(width, height)
-    unchanged = Frame(width / 2, height / 2, shorter, False, "", None, width)
+    unchanged = unchanged_frame(width, height)
     source = find_source(image)
     if source is None:
         return Frame(**{**asdict(unchanged), "why": "no source near the centre"})

@@ -288,15 +288,21 @@ def _prepare(source, size, crop_fraction, name, framing, frame=None, want_wide=F
         resized = crop(image.convert("RGB"), chosen.cx, chosen.cy, chosen.side * crop_fraction,
                        size)
     else:
-        side = max(1.0, min(width, height) * crop_fraction)
-        left, top = (width - side) / 2, (height - side) / 2
-        resized = image.resize((size, size), Image.Resampling.BILINEAR,
-                               box=(left, top, left + side, top + side)).convert("RGB")
+        resized = centre_resize(image, size, crop_fraction).convert("RGB")
     wide = None
     if want_wide and chosen is not None and chosen.wider > 1:
         wide = _to_tensor(crop(image.convert("RGB"), chosen.cx, chosen.cy,
                                chosen.side * crop_fraction * chosen.wider, size))
     return _to_tensor(resized), chosen, wide
+
+
+def centre_resize(image: Image.Image, size: int, crop_fraction: float) -> Image.Image:
+    """The centre ``crop_fraction`` of the image's shorter side, resized to ``size`` px: the
+    model's input where framing leaves the frame as it is."""
+    side = max(1.0, min(image.size) * crop_fraction)
+    left, top = (image.width - side) / 2, (image.height - side) / 2
+    return image.resize((size, size), Image.Resampling.BILINEAR,
+                        box=(left, top, left + side, top + side))
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:

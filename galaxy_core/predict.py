@@ -89,7 +89,7 @@ def predict_image(loaded: LoadedModel, source, tta: bool = False, name: str | No
                   framing=None) -> np.ndarray:
     """One image (path, bytes or file object) -> probabilities (37,). Raises ``ImageError``."""
     image, _, wide = prepare_views(source, loaded.preprocess.image_size,
-                                   loaded.preprocess.crop_fraction, name, framing)
+                                   loaded.preprocess.crop_fraction, name, framing, wide=tta)
     return predict_tensor(loaded, image.unsqueeze(0), tta,
                           wide=None if wide is None else wide.unsqueeze(0))[0]
 

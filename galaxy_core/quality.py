@@ -32,7 +32,7 @@ from PIL import Image
 from . import paths
 from .fits import NO_DATA_KEY
 from .framing import (Frame, FramingStats, analysis_size, choose_frame, crop, find_source,
-                      sky_of)
+                      sky_of, unchanged_frame)
 
 RANGES_FILE = os.path.join(paths.ASSETS, "models", "quality_ranges.json")
 MIN_SIDE = 64
@@ -109,10 +109,7 @@ def no_data(image: Image.Image, frame: Frame | None = None,
     missing = image.info.get(NO_DATA_KEY)  # an upload's own metadata may use the name too
     if not (isinstance(missing, np.ndarray) and missing.dtype == bool and missing.ndim == 2):
         return []
-    if frame is None:
-        side = min(image.size)
-        frame = Frame(image.width / 2, image.height / 2, side, False, "", None, image.width)
-    frame = frame.on(missing.shape[1])  # the mask's pixels
+    frame = (frame or unchanged_frame(*image.size)).on(missing.shape[1])  # the mask's pixels
     half = min(1.0, crop_fraction * frame.wider) * frame.side / 2
     left, top = max(0, round(frame.cx - half)), max(0, round(frame.cy - half))
     right = min(missing.shape[1], round(frame.cx + half))

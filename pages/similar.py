@@ -145,25 +145,18 @@ try:
     if source == FROM_DATASET:
         query_id = st.selectbox("GalaxyID", ids, key="similar_galaxy")
         query_vector = index.vector_of(query_id)
-        path = image_path(dataset.images, query_id)
-        if framing_of(index) is None:
-            shown = thumb(path, 320, loaded.preprocess.crop_fraction)
-        else:  # the region its vector was made of, framed again as when it was indexed
-            region, frame = prepare_framed(path, 320, loaded.preprocess.crop_fraction,
-                                           framing=framing_of(index))
-            shown, framing_note = region.permute(1, 2, 0).numpy(), caption_note(frame, "search")
+        # the region its vector was made of, framed again as when it was indexed
+        region, frame = prepare_framed(image_path(dataset.images, query_id), 320,
+                                       loaded.preprocess.crop_fraction, framing=framing_of(index))
+        shown, framing_note = region.permute(1, 2, 0).numpy(), caption_note(frame, "search")
     elif source == FROM_SAMPLE:
         samples = sample_choices()
         query_id = st.selectbox("Sample galaxy", list(samples), key="similar_sample")
         with open(samples[query_id], "rb") as handle:
             data = handle.read()
         query_vector, frame = query_embedding(loaded, data, sample_title(query_id), index)
-        if frame is None:
-            shown = thumb(samples[query_id], 320, loaded.preprocess.crop_fraction)
-        else:
-            region, _ = prepare_framed(data, 320, loaded.preprocess.crop_fraction,
-                                       sample_title(query_id), frame=frame)
-            shown, framing_note = region.permute(1, 2, 0).numpy(), caption_note(frame, "search")
+        shown = display_crop(data, loaded.preprocess, name=sample_title(query_id), frame=frame)
+        framing_note = caption_note(frame, "search")
     else:
         if source == FROM_UPLOAD:
             uploads = checked_uploads([f for f in [st.file_uploader(
@@ -179,13 +172,8 @@ try:
         # framed as the index's galaxies were (as Classify frames it), so what is shown and
         # judged is the region the search compares
         query_vector, frame = query_embedding(loaded, data, name, index)
-        if frame is None:
-            shown = display_crop(data, loaded.preprocess, name=name)
-        else:
-            region, _ = prepare_framed(data, 320, loaded.preprocess.crop_fraction, name,
-                                       frame=frame)
-            shown = region.permute(1, 2, 0).numpy()
-            framing_note = caption_note(frame, "search")
+        shown = display_crop(data, loaded.preprocess, name=name, frame=frame)
+        framing_note = caption_note(frame, "search")
         for flag in image_flags(data, name, loaded.preprocess.crop_fraction, frame):
             st.warning(f"Unlike the training images: {flag.message}. The model's features of "
                        f"such an image say little, so its nearest galaxies may be alike only "

@@ -147,6 +147,7 @@ good_sources = [sources[i] for i in result.kept]
 verdicts = [walk_tree(v, loaded.trained_columns) for v in values]
 unlike = [image_flags(source, labels[k], loaded.preprocess.crop_fraction, frame)
           for source, k, frame in zip(good_sources, result.kept, result.frames, strict=True)]
+unlike_text = ["; ".join(f.message for f in found) for found in unlike]  # "": like them
 
 if len(values) > 1:
     st.subheader(f"{len(values)} galaxies")
@@ -154,8 +155,7 @@ if len(values) > 1:
                           "verdict": [("(no galaxy found) " if caveat_of(w) == NO_GALAXY else
                                        "(a guess) " if w else "") + v.answers
                                       for v, w in zip(verdicts, unlike)],
-                          "unlike the training images": ["; ".join(f.message for f in w)
-                                                         for w in unlike],
+                          "unlike the training images": unlike_text,
                           "framing": [action_of(f, tta) for f in result.frames]})
     # the answer the verdict took at each question it walked, with its share (empty: the walk
     # did not reach that question for this galaxy)
@@ -193,7 +193,7 @@ st.download_button(
         f"untrained head's output, not predictions." if untrained else ""))
 if loaded.calibration is not None:
     intervals = interval_table(loaded.calibration, result.frame["GalaxyID"], values,
-                               flags=["; ".join(f.message for f in found) for found in unlike])
+                               flags=unlike_text)
     st.download_button(
         f"Download {loaded.calibration.level:.0%} intervals (CSV)",
         intervals.to_csv(index=False, float_format="%.6f").encode(),
